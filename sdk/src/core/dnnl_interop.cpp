@@ -1,0 +1,130 @@
+#include "kiln/dnnl_interop.hpp"
+
+#include "core/tensor_impl.hpp"
+#include "kiln/context.hpp"
+
+namespace kiln {
+
+using dt = dnnl::memory::data_type;
+
+dt to_dnnl(DType t) {
+  switch (t) {
+    case DType::f32: return dt::f32;
+    case DType::bf16: return dt::bf16;
+    case DType::f16: return dt::f16;
+    case DType::s32: return dt::s32;
+    case DType::u8: return dt::u8;
+    case DType::s8: return dt::s8;
+    case DType::s64: break;
+  }
+  throw Error(std::string("oneDNN has no data type for ") + dtype_name(t));
+}
+
+DType from_dnnl(dt t) {
+  switch (t) {
+    case dt::f32: return DType::f32;
+    case dt::bf16: return DType::bf16;
+    case dt::f16: return DType::f16;
+    case dt::s32: return DType::s32;
+    case dt::u8: return DType::u8;
+    case dt::s8: return DType::s8;
+    default: break;
+  }
+  throw Error("unsupported oneDNN data type " + std::to_string(static_cast<int>(t)));
+}
+
+dnnl::memory::dims to_dims(const Shape& shape) {
+  if (shape.empty()) return {1};
+  return dnnl::memory::dims(shape.begin(), shape.end());
+}
+
+dnnl::memory::desc dnnl_desc(const Tensor& t) {
+  const TensorImpl* impl = t.impl();
+  KILN_CHECK(impl != nullptr, "dnnl_desc: the tensor is undefined");
+  if (impl->blocked) return *impl->blocked;
+  if (impl->shape.empty()) return dnnl::memory::desc({1}, to_dnnl(impl->dtype), {1});
+  return dnnl::memory::desc(to_dims(impl->shape), to_dnnl(impl->dtype), to_dims(impl->strides));
+}
+
+dnnl::memory dnnl_memory(const Tensor& t) { return dnnl_memory(t, dnnl_desc(t)); }
+
+dnnl::memory dnnl_memory(const Tensor& t, const dnnl::memory::desc& md) {
+  return dnnl::memory(md, dnnl_engine(), t.raw_data());
+}
+
+bool is_plain_desc(const dnnl::memory::desc& md, const Shape& shape) {
+  const Shape s = shape.empty() ? Shape{1} : shape;
+  if (md.data.ndims != static_cast<int>(s.size())) return false;
+  if (md.data.format_kind != dnnl_blocked) return false;
+  if (md.data.format_desc.blocking.inner_nblks != 0) return false;
+  if (md.data.extra.flags != 0) return false;
+  const Shape strides = contiguous_strides(s);
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (md.data.dims[i] != s[i]) return false;
+    if (s[i] != 1 && md.data.format_desc.blocking.strides[i] != strides[i]) return false;
+  }
+  return true;
+}
+
+Tensor empty_for_desc(const dnnl::memory::desc& md, const Shape& shape) {
+  const DType dtype = from_dnnl(md.data_type());
+  if (is_plain_desc(md, shape)) return Tensor::empty(shape, dtype);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(md.get_size());
+  impl->shape = shape;
+  impl->dtype = dtype;
+  impl->blocked = md;
+  return Tensor(impl);
+}
+
+Tensor reorder_to(const Tensor& t, const dnnl::memory::desc& md) {
+  const dnnl::memory::desc src_md = dnnl_desc(t);
+  if (src_md == md) return t;
+  Tensor out = empty_for_desc(md, t.shape());
+  dnnl::reorder::primitive_desc pd(dnnl_engine(), src_md, dnnl_engine(), md);
+  execute(dnnl::reorder(pd), {{DNNL_ARG_FROM, dnnl_memory(t, src_md)},
+                              {DNNL_ARG_TO, dnnl_memory(out, md)}});
+  return out;
+}
+
+Tensor reorder_cached(const Tensor& t, const dnnl::memory::desc& md) {
+  if (dnnl_desc(t) == md) return t;
+  TensorImpl* impl = t.impl();
+  Storage& st = *impl->storage;
+  const std::uint64_t version = st.version.load();
+  {
+    std::lock_guard<std::mutex> lock(st.derived_mutex);
+    for (auto& d : st.derived) {
+      if (d.offset == impl->offset && d.desc == md && d.version == version) {
+        auto out = std::make_shared<TensorImpl>();
+        out->storage = d.data;
+        out->shape = impl->shape;
+        out->dtype = from_dnnl(md.data_type());
+        if (is_plain_desc(md, impl->shape)) {
+          out->strides = contiguous_strides(impl->shape);
+        } else {
+          out->blocked = md;
+        }
+        return Tensor(out);
+      }
+    }
+  }
+  Tensor r = reorder_to(t.detach(), md);
+  std::lock_guard<std::mutex> lock(st.derived_mutex);
+  // Drop stale copies of this view, keep at most a few layouts per storage.
+  std::erase_if(st.derived, [&](const Storage::Derived& d) {
+    return d.offset == impl->offset && (d.version != version || d.desc == md);
+  });
+  if (st.derived.size() >= 4) st.derived.erase(st.derived.begin());
+  st.derived.push_back({version, md, r.impl()->storage, impl->offset});
+  return r;
+}
+
+void execute(const dnnl::primitive& prim, const std::unordered_map<int, dnnl::memory>& args) {
+  apply_thread_budget_to_this_thread();
+  dnnl::stream& s = dnnl_stream();
+  prim.execute(s, args);
+  s.wait();
+}
+
+}  // namespace kiln
