@@ -1,7 +1,7 @@
 // Optimisers, gradient clipping and learning-rate schedules.
 //
 //   kiln::optim::Adam opt(model.named_parameters(), {.lr = 1e-3f});
-//   kiln::optim::WarmupCosine sched(/*base_lr=*/1e-3f, /*warmup=*/100, /*total=*/10000);
+//   kiln::optim::WarmupCosineLR sched(/*lr=*/1e-3f, /*warmup=*/100, /*total=*/10000);
 //   for (int64_t step = 0; ...; ++step) {
 //     opt.zero_grad();
 //     loss.backward();
@@ -16,9 +16,24 @@
 // floating-point rounding. step() writes parameters in place under no-grad and bumps their
 // version (invalidating cached packed weights). state_dict() names every tensor by the
 // parameter name it belongs to, so optimiser state survives checkpoint / resume exactly.
+//
+// Parameters must be plain contiguous f32 or bf16 tensors. A bf16 parameter is updated through
+// an f32 master copy kept in the slot "master" (saved as "master.<name>"): the update is computed
+// in f32 on the master and the parameter receives its bf16 rounding, so small updates are not
+// lost to bf16 rounding. Wherever the bf16 parameter no longer equals the rounded master (it was
+// written from outside, e.g. by loading a checkpoint), the master takes the parameter's value.
+// Gradients may be f32 or bf16 (converted to f32). A parameter without a gradient is skipped;
+// the step count is global (PyTorch counts per parameter; they differ only for a parameter that
+// misses gradients on some steps).
+//
+// Hyper-parameters are read as the decimals they were written as (0.999f is taken as 0.999) and
+// scalars such as 1 - beta2 or lr / (1 - beta1^t) are formed in double, as PyTorch forms them
+// from Python floats. Updates are elementwise loops over fixed chunks, so results are the same
+// for any thread count.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,8 +65,22 @@ class KILN_API Optimizer {
   virtual void load_state_dict(const TensorMap& state);
 
  protected:
-  // Per-parameter state slot (created lazily, zero-initialised, same shape as the parameter).
+  // Per-parameter state slot (created lazily, zero-initialised, f32, same shape as the
+  // parameter). Slot names contain no '.'. Not thread-safe: create slots before apply_update.
   Tensor& slot(const std::string& slot_name, std::size_t param_index);
+  bool has_slot(const std::string& slot_name, std::size_t param_index) const;
+  // Declares a slot name so load_state_dict accepts it before the slot is first created.
+  void declare_slot(const std::string& slot_name);
+  // Runs kernel(i, w, g, begin, end) on elements [begin, end) of every parameter i that has a
+  // gradient, in fixed chunks in parallel (TBB), under NoGradGuard. w is the parameter's f32
+  // data (the master copy for bf16), g its f32 gradient. Afterwards bf16 parameters receive the
+  // rounded master and every updated parameter's version is bumped. `kernel` must only touch
+  // elements [begin, end) of parameter i and its slots.
+  using UpdateKernel = std::function<void(std::size_t i, float* w, const float* g,
+                                          std::int64_t begin, std::int64_t end)>;
+  void apply_update(const UpdateKernel& kernel);
+  // Throws unless the learning rate is finite and >= 0 (set_lr does not check).
+  void check_lr(const char* who) const;
   nn::NamedTensors params_;
   float lr_ = 1e-3f;
   std::int64_t steps_ = 0;
@@ -95,13 +124,17 @@ class KILN_API AdamW : public Adam {
   AdamW(nn::NamedTensors params, const AdamOptions& opts) : Adam(std::move(params), opts, true) {}
 };
 
-// Scales all gradients so their global L2 norm is at most max_norm; returns the norm before
-// clipping (as torch.nn.utils.clip_grad_norm_). Parameters without a gradient are skipped.
+// Scales all gradients in place by max_norm / (norm + 1e-6) when that is below 1, so their global
+// L2 norm is at most max_norm; returns the norm before clipping (as
+// torch.nn.utils.clip_grad_norm_). Parameters without a gradient are skipped. A non-finite norm
+// is returned and the gradients are left unchanged (PyTorch would fill them with NaN).
 KILN_API float clip_grad_norm(const TensorList& params, float max_norm);
-// Global L2 norm of the gradients, and whether every gradient is finite.
+// Global L2 norm of the gradients (accumulated in double over fixed chunks; reproducible for any
+// thread count). Infinite or NaN when some gradient element is.
 KILN_API float grad_norm(const TensorList& params);
 
-// Learning rate as a pure function of the step (so resume needs no schedule state).
+// Learning rate as a pure function of the step (so resume needs no schedule state). Steps count
+// from 0 (the first optimiser step uses lr(0)); negative steps are treated as 0.
 class KILN_API Schedule {
  public:
   virtual ~Schedule() = default;
@@ -115,7 +148,7 @@ class KILN_API ConstantLR : public Schedule {
  private:
   float lr_;
 };
-// lr * gamma^(step / step_size)
+// lr * gamma^floor(step / step_size)   (torch.optim.lr_scheduler.StepLR)
 class KILN_API StepLR : public Schedule {
  public:
   StepLR(float lr, std::int64_t step_size, float gamma);
@@ -126,7 +159,8 @@ class KILN_API StepLR : public Schedule {
   std::int64_t step_size_;
   float gamma_;
 };
-// Cosine from lr to min_lr over `total` steps (constant min_lr after).
+// min_lr + (lr - min_lr) * (1 + cos(pi * step / total)) / 2 for step < total, min_lr after
+// (torch's CosineAnnealingLR with T_max = total, eta_min = min_lr, up to `total`).
 class KILN_API CosineLR : public Schedule {
  public:
   CosineLR(float lr, std::int64_t total, float min_lr = 0.f);
@@ -136,7 +170,9 @@ class KILN_API CosineLR : public Schedule {
   float lr_, min_lr_;
   std::int64_t total_;
 };
-// Linear warm-up from 0 over `warmup` steps, then cosine to min_lr at `total`.
+// lr * step / warmup for step < warmup (starting from 0, as Hugging Face's
+// get_cosine_schedule_with_warmup), then cosine from lr to min_lr over [warmup, total], min_lr
+// after. warmup = 0: plain cosine.
 class KILN_API WarmupCosineLR : public Schedule {
  public:
   WarmupCosineLR(float lr, std::int64_t warmup, std::int64_t total, float min_lr = 0.f);
@@ -146,7 +182,7 @@ class KILN_API WarmupCosineLR : public Schedule {
   float lr_, min_lr_;
   std::int64_t warmup_, total_;
 };
-// Linear warm-up then constant.
+// lr * min(1, step / warmup).
 class KILN_API WarmupLR : public Schedule {
  public:
   WarmupLR(float lr, std::int64_t warmup);
@@ -157,8 +193,9 @@ class KILN_API WarmupLR : public Schedule {
   std::int64_t warmup_;
 };
 
-// Builds a schedule by name: "constant", "step", "cosine", "warmup_cosine", "warmup";
-// unknown names are a kiln::Error listing the choices.
+// Builds a schedule by name: "constant", "step", "cosine", "warmup_cosine", "warmup"; each uses
+// the arguments it needs. Unknown names and invalid arguments (lr < 0, total <= 0 for cosine,
+// warmup > total, step_size <= 0, gamma <= 0) are a kiln::Error.
 KILN_API std::unique_ptr<Schedule> make_schedule(const std::string& name, float lr,
                                                  std::int64_t total_steps, std::int64_t warmup,
                                                  std::int64_t step_size = 1, float gamma = 0.1f,
