@@ -95,20 +95,28 @@ class KILN_API ImageDataset : public Dataset {
   std::string source_;
 };
 
-// An IDX file (the MNIST format; .gz handled): u8/s8/s32/f32/f64 data with its dimensions.
-// Every malformed header (bad magic, unknown type code, dims that disagree with the file size,
-// absurd dims) is a kiln::Error naming the file.
+// An IDX file (the MNIST format), plain or gzip (recognised by content, not by name), as a tensor
+// of its dimensions: u8 -> u8, s8 -> s8, s16 and s32 -> s32, f32 -> f32, f64 -> f32. Every
+// malformed file (bad magic, unknown type code, 0 or more than 8 dims, dims that disagree with
+// the data, absurd dims, truncated or corrupt gzip) is a kiln::Error naming the file; sizes are
+// checked before anything large is allocated.
 KILN_API Tensor read_idx(const std::filesystem::path& path);
-// Images from an IDX image file ([N, H, W] u8) and optional labels ([N] u8).
+// Images from an IDX image file ([N, H, W] or [N, C, H, W] u8) and labels ([N] integers; an
+// empty path gives all-zero labels and no class names). Class names are "0" .. "<max label>".
 KILN_API std::shared_ptr<ImageDataset> load_idx_images(const std::filesystem::path& images,
                                                        const std::filesystem::path& labels);
 // Fashion-MNIST (or MNIST) as Debian ships it: `dir` holds {train,t10k}-{images-idx3,labels-idx1}
-// -ubyte[.gz]; split is "train" or "test".
+// -ubyte[.gz]; split is "train" or "test" ("t10k" accepted). Class names are
+// fashion_mnist_classes(). A missing file is an error listing the names looked for.
 KILN_API std::shared_ptr<ImageDataset> load_fashion_mnist(const std::filesystem::path& dir,
                                                           const std::string& split);
-// A folder of PNG/JPEG images: class subfolders (sorted, label = position) or a flat folder
-// (label 0). Images are converted to `channels` and resized to height x width when those are
-// positive (otherwise all images must share the first one's size).
+// A folder of PNG/JPEG images (*.png, *.jpg, *.jpeg, any case): class subfolders (sorted by name,
+// label = position, images found recursively inside each) or a flat folder (label 0, one class
+// named after the folder). Names starting with '.' are skipped. Images are converted to
+// `channels` (1, 3 or 4; 0 = the first image's) and resized to height x width when both are
+// positive (otherwise all images must share the first one's size). Images within a class are in
+// path order; decoding runs in parallel. Errors (no images, an empty class folder, images both
+// beside and inside class folders, a bad image, sizes that differ) name the folder or file.
 KILN_API std::shared_ptr<ImageDataset> load_image_folder(const std::filesystem::path& dir,
                                                          int channels, int height, int width);
 // Fashion-MNIST's class names, in label order.
