@@ -20,6 +20,9 @@ TEST(OpsParity, BinaryWithBroadcasting) {
       {"mul_col", [](const TensorList& in) { return in[0] * in[1]; }},
       {"maximum", [](const TensorList& in) { return ops::maximum(in[0], in[1]); }},
       {"minimum", [](const TensorList& in) { return ops::minimum(in[0], in[1]); }},
+      // Equal elements split the gradient evenly between a and b.
+      {"maximum_ties", [](const TensorList& in) { return ops::maximum(in[0], in[1]); }},
+      {"minimum_ties", [](const TensorList& in) { return ops::minimum(in[0], in[1]); }},
   };
   for (const auto& [name, fn] : cases) expect_parity(name, {"a", "b"}, fn);
 }
