@@ -92,6 +92,18 @@ TEST(OpsParity, Matmul) {
   for (const auto& [name, fn] : cases) expect_parity(name, {"a", "b"}, fn);
 }
 
+TEST(OpsParity, MatmulOfBroadcastViews) {
+  // Operands with stride-0 dimensions (e.g. the gradient of a sum) have only oneDNN's reference
+  // kernel; matmul copies them dense instead. Values must match the dense product exactly.
+  Tensor a = test::random_tensor({4, 1, 6}, 1).expand({4, 5, 6});
+  Tensor b = test::random_tensor({6, 3}, 2).unsqueeze(0).expand({4, 6, 3});
+  Tensor dense = ops::matmul(a.contiguous(), b.contiguous());
+  EXPECT_TRUE(test::all_close(ops::matmul(a, b), dense, 0.f, 0.f));
+  EXPECT_TRUE(test::all_close(ops::matmul(a.transpose(1, 2).transpose(1, 2), b), dense, 0.f, 0.f));
+  Tensor ones = Tensor::scalar(1.f).expand({4, 6, 3});
+  EXPECT_TRUE(test::all_close(ops::matmul(a, ones), ops::matmul(a, ones.contiguous()), 0.f, 0.f));
+}
+
 TEST(OpsParity, LinearWithEachFusedActivation) {
   const std::vector<std::tuple<std::string, ops::Act, float>> acts = {
       {"none", ops::Act::none, 0.f},
