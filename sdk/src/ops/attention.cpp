@@ -116,34 +116,18 @@ MaskRows mask_rows(const Tensor& mask_f32, const Geometry& g) {
   return m;
 }
 
-template <typename T>
-inline float to_f32(T v);
-template <>
-inline float to_f32<float>(float v) {
+inline float to_f32(float v) {
   return v;
 }
-template <>
-inline float to_f32<std::uint16_t>(std::uint16_t v) {
+inline float to_f32(std::uint16_t v) {
   return bf16_to_f32(v);
 }
 
-template <typename T>
-float dot_row(const float* a, const T* b, std::int64_t n) {
-  if constexpr (std::is_same_v<T, float>) {
-    return detail::dot(a, b, n);
-  } else {
-    float acc[detail::kLanes] = {};
-    std::int64_t i = 0;
-    for (; i + detail::kLanes <= n; i += detail::kLanes) {
-      for (int l = 0; l < detail::kLanes; ++l) acc[l] += a[i + l] * to_f32(b[i + l]);
-    }
-    float tail = 0.f;
-    for (; i < n; ++i) tail += a[i] * to_f32(b[i]);
-    for (int w = detail::kLanes / 2; w >= 1; w /= 2) {
-      for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-    }
-    return acc[0] + tail;
-  }
+inline float dot_row(const float* a, const float* b, std::int64_t n) {
+  return detail::dot(a, b, n);
+}
+inline float dot_row(const float* a, const std::uint16_t* b, std::int64_t n) {
+  return detail::dot_bf16(a, b, n);
 }
 
 // Direct path: out [nbatch * lq, dv] f32 contiguous.
@@ -310,7 +294,9 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
             mask_dt = mask.defined() ? mask.dtype() : DType::f32, gq = q.requires_grad(),
             gk = k.requires_grad(), gv = v.requires_grad(),
             gm = mask.defined() && mask.requires_grad()](const TensorList& grads) {
-             const Tensor& go = grads[0];
+             // The incoming gradient may be a broadcast view (e.g. from sum()); it feeds two
+             // matmuls, so make it dense once.
+             const Tensor go = grads[0].contiguous();
              Tensor dq, dk, dv, dm;
              if (gv) dv = as_dtype(sum_to(matmul(p.transpose(-1, -2), go), vd.shape()), vd.dtype());
              if (gq || gk || gm) {

@@ -125,7 +125,7 @@ void ce_forward(const float* x, const std::vector<std::int64_t>& t, const CeGeom
   constexpr std::int64_t kTile = 64;
   const std::int64_t tiles = (g.inner + kTile - 1) / kTile;
   detail::parallel_range(g.n * tiles, 1, [&](std::int64_t b, std::int64_t e) {
-    float mx[kTile], sum[kTile], sx[kTile];
+    float mx[kTile], sum[kTile], sx[kTile], ex[kTile];
     for (std::int64_t task = b; task < e; ++task) {
       const std::int64_t ni = task / tiles, lo = (task % tiles) * kTile;
       const std::int64_t w = std::min(kTile, g.inner - lo);
@@ -144,7 +144,8 @@ void ce_forward(const float* x, const std::vector<std::int64_t>& t, const CeGeom
       }
       for (std::int64_t c = 0; c < g.c; ++c) {
         const float* row = base + c * g.inner;
-        for (std::int64_t i = 0; i < w; ++i) sum[i] += detail::exp_small(row[i] - mx[i]);
+        detail::exp_sub(row, mx, ex, w);
+        for (std::int64_t i = 0; i < w; ++i) sum[i] += ex[i];
       }
       for (std::int64_t i = 0; i < w; ++i) {
         const std::int64_t item = ni * g.inner + lo + i;
@@ -177,32 +178,33 @@ void ce_backward(const float* x, const float* lse, const float* gitem,
                                  std::fill(drow, drow + g.c, 0.f);
                                  continue;
                                }
-                               const float gr = gitem[r], l = lse[r];
-                               for (std::int64_t c = 0; c < g.c; ++c) {
-                                 drow[c] = gr * (detail::exp_small(row[c] - l) - off);
-                               }
+                               const float gr = gitem[r];
+                               detail::exp_sub_scalar(row, lse[r], drow, g.c);
+                               for (std::int64_t c = 0; c < g.c; ++c)
+                                 drow[c] = gr * (drow[c] - off);
                                drow[tr] -= gr * (1.f - eps);
                              }
                            });
     return;
   }
   const std::int64_t inner = g.inner;
-  detail::parallel_range(
-      g.n * g.c, std::max<std::int64_t>(1, kGrain / inner), [&](std::int64_t b, std::int64_t e) {
-        for (std::int64_t rc = b; rc < e; ++rc) {
-          const std::int64_t ni = rc / g.c, c = rc % g.c;
-          const float* row = x + rc * inner;
-          float* drow = dx + rc * inner;
-          const float* gi = gitem + ni * inner;
-          const float* li = lse + ni * inner;
-          const std::int64_t* ti = t.data() + ni * inner;
-          for (std::int64_t i = 0; i < inner; ++i) {
-            const float hit = ti[i] == c ? 1.f - eps : 0.f;
-            const float v = gi[i] * (detail::exp_small(row[i] - li[i]) - off - hit);
-            drow[i] = ti[i] == ignore_index ? 0.f : v;
-          }
-        }
-      });
+  detail::parallel_range(g.n * g.c, std::max<std::int64_t>(1, kGrain / inner),
+                         [&](std::int64_t b, std::int64_t e) {
+                           for (std::int64_t rc = b; rc < e; ++rc) {
+                             const std::int64_t ni = rc / g.c, c = rc % g.c;
+                             const float* row = x + rc * inner;
+                             float* drow = dx + rc * inner;
+                             const float* gi = gitem + ni * inner;
+                             const float* li = lse + ni * inner;
+                             const std::int64_t* ti = t.data() + ni * inner;
+                             detail::exp_sub(row, li, drow, inner);
+                             for (std::int64_t i = 0; i < inner; ++i) {
+                               const float hit = ti[i] == c ? 1.f - eps : 0.f;
+                               const float v = gi[i] * (drow[i] - off - hit);
+                               drow[i] = ti[i] == ignore_index ? 0.f : v;
+                             }
+                           }
+                         });
 }
 
 }  // namespace
