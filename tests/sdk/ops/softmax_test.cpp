@@ -20,7 +20,7 @@ TEST(Softmax, MatchesPyTorchOverEachDim) {
 }
 
 TEST(Softmax, GradientsOnOddShapes) {
-  Tensor x = test::random_tensor({3, 5, 7}, 11, -2.f, 2.f).set_requires_grad();
+  Tensor x = test::random_tensor({3, 5, 3}, 11, -2.f, 2.f).set_requires_grad();
   for (std::int64_t d : {0, 1, -1}) {
     KILN_EXPECT_GRADCHECK([d](const TensorList& in) { return ops::softmax(in[0], d); }, {x});
     KILN_EXPECT_GRADCHECK([d](const TensorList& in) { return ops::log_softmax(in[0], d); }, {x});
