@@ -165,8 +165,9 @@ KILN_API Tensor stack(const TensorList& xs, std::int64_t dim);
 // ---------------------------------------------------------------- regularisation
 // Inverted dropout: zeroes each element with probability p and scales the rest by 1/(1-p).
 // The mask comes from `rng`; identity when !training or p == 0 (rng untouched); p == 1 gives
-// zeros. The call draws one 64-bit value from rng and the mask is a function of that value and
-// the element index only, so it does not depend on the thread count.
+// zeros. The call draws one 64-bit key from rng; element i is kept when word (i % 32) / 8 of
+// the Philox4x32-10 block with counter {i / 32 * 8 + i % 8, 0, 0, 0} under that key is
+// >= p * 2^32. So the mask depends on (rng state, i) only, never on the thread count.
 KILN_API Tensor dropout(const Tensor& x, float p, bool training, Philox& rng);
 
 // ---------------------------------------------------------------- embedding

@@ -63,6 +63,25 @@ TEST(Dropout, MaskDependsOnlyOnThePhiloxState) {
             ops::dropout(x, 0.3f, true, rng).to_vector());
 }
 
+TEST(Dropout, MaskIsTheDocumentedPhiloxStream) {
+  // Element i keeps when word (i % 32) / 8 of Philox4x32-10 block {i / 32 * 8 + i % 8, 0, 0, 0}
+  // under the key drawn from rng is >= p * 2^32.
+  const std::int64_t n = 1000;
+  Tensor x = Tensor::ones({n});
+  Philox rng(77, 3, 2), copy(77, 3, 2);
+  const auto y = ops::dropout(x, 0.37f, true, rng).to_vector();
+  const std::uint64_t key = copy.next_u64();
+  const auto threshold = static_cast<std::uint64_t>(0.37 * 4294967296.0);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::uint64_t block = static_cast<std::uint64_t>(i / 32 * 8 + i % 8);
+    const auto bits = Philox::block(
+        {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), 0, 0},
+        {static_cast<std::uint32_t>(key), static_cast<std::uint32_t>(key >> 32)});
+    const bool keep = bits[static_cast<std::size_t>((i % 32) / 8)] >= threshold;
+    ASSERT_EQ(y[static_cast<std::size_t>(i)] != 0.f, keep) << "element " << i;
+  }
+}
+
 TEST(Dropout, GradientIsTheScaledMask) {
   Tensor x = test::random_tensor({3, 7}, 6).set_requires_grad();
   KILN_EXPECT_GRADCHECK(
