@@ -1,5 +1,6 @@
 // PyTorch parity checks against tests/fixtures/ops.safetensors (written by
-// tests/fixtures/gen/ops_fixture.py). A case `name` holds inputs `name/<input>`, projections
+// tests/fixtures/gen/ops_fixture.py). A case `name` holds inputs `name/<input>` (possibly an
+// alias of an earlier case's input, recorded in the metadata), projections
 // `name/R<i>`, outputs `name/out<i>` and gradients `name/grad_<input>` of
 // L = sum_i sum(out_i * R_i); an input is differentiated when its gradient is stored.
 #pragma once
@@ -23,13 +24,20 @@ inline const Safetensors& ops_fixture() {
   return fixture;
 }
 
+// An input shared between cases is stored once; the metadata maps "alias:<key>" to it.
+inline std::string fixture_key(const std::string& key) {
+  const auto& meta = ops_fixture().metadata;
+  auto it = meta.find("alias:" + key);
+  return it == meta.end() ? key : it->second;
+}
+
 inline bool fixture_has(const std::string& key) {
-  return ops_fixture().tensors.count(key) > 0;
+  return ops_fixture().tensors.count(fixture_key(key)) > 0;
 }
 
 inline const Tensor& fixture_tensor(const std::string& key) {
   const auto& t = ops_fixture().tensors;
-  auto it = t.find(key);
+  auto it = t.find(fixture_key(key));
   if (it == t.end()) throw Error("ops.safetensors has no tensor '" + key + "'");
   return it->second;
 }

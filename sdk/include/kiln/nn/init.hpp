@@ -6,7 +6,8 @@
 //   kiln::Tensor w = kiln::Tensor::empty({128, 64});
 //   init::kaiming_uniform_(w, gen, std::sqrt(5.f));      // U(-1/sqrt(64), 1/sqrt(64))
 //   init::xavier_uniform_(w, gen, init::calculate_gain(init::Nonlinearity::tanh));
-//   init::zeros_(bias);
+//   kiln::Tensor b = kiln::Tensor::empty({128});
+//   init::zeros_(b);
 //
 // Fans of a weight of shape [out, in, k...]: fan_in = in * prod(k), fan_out = out * prod(k)
 // (at least 2 dimensions). Gains: linear / conv / sigmoid 1, tanh 5/3, relu sqrt(2),
