@@ -25,7 +25,7 @@ TEST(NnLinear, ParametersShapesAndInit) {
   }
   // The same generator state gives the same weights; the default generator works too.
   Generator again(3);
-  nn::Linear fc2(100, 7, true, again);
+  nn::Linear fc2(100, 7, again);
   EXPECT_EQ(fc.weight.to_vector(), fc2.weight.to_vector());
   EXPECT_EQ(fc.bias.to_vector(), fc2.bias.to_vector());
   nn::Linear plain(4, 2, false);

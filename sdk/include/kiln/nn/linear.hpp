@@ -24,6 +24,8 @@ class KILN_API Linear : public Module {
  public:
   Linear(std::int64_t in_features, std::int64_t out_features, bool bias = true,
          Generator& gen = default_generator());
+  Linear(std::int64_t in_features, std::int64_t out_features, Generator& gen)
+      : Linear(in_features, out_features, true, gen) {}
 
   // The activation in `opts` is fused into the matmul as a oneDNN post-op.
   Tensor forward(const Tensor& x, const ops::LinearOptions& opts = {}) const;
