@@ -75,6 +75,8 @@ KILN_API Tensor softplus(const Tensor& x);
 KILN_API Tensor activation(const Tensor& x, Act act, float alpha = 0.f);
 
 // ---------------------------------------------------------------- softmax (oneDNN)
+// Over any dimension of an f32 or bf16 tensor (the result keeps x's dtype); a blocked oneDNN
+// layout is accepted and kept, so softmax over the channels of a conv output needs no reorder.
 KILN_API Tensor softmax(const Tensor& x, std::int64_t dim = -1);
 KILN_API Tensor log_softmax(const Tensor& x, std::int64_t dim = -1);
 
@@ -152,6 +154,9 @@ KILN_API Tensor group_norm(const Tensor& x, std::int64_t groups, const Tensor& w
                            const Tensor& bias, float eps = 1e-5f);
 
 // ---------------------------------------------------------------- shape
+// concat: same dtype (any), same shape outside `dim`; blocked inputs are joined by oneDNN and
+// the result may be blocked. split / chunk return views of x (no copy); chunk follows PyTorch
+// (pieces of ceil(n / chunks), so possibly fewer than `chunks`). stack: equal shapes.
 KILN_API Tensor concat(const TensorList& xs, std::int64_t dim);
 KILN_API TensorList split(const Tensor& x, const std::vector<std::int64_t>& sizes, std::int64_t dim);
 KILN_API TensorList chunk(const Tensor& x, std::int64_t chunks, std::int64_t dim);
@@ -159,18 +164,25 @@ KILN_API Tensor stack(const TensorList& xs, std::int64_t dim);
 
 // ---------------------------------------------------------------- regularisation
 // Inverted dropout: zeroes each element with probability p and scales the rest by 1/(1-p).
-// The mask comes from `rng`; identity when !training or p == 0.
+// The mask comes from `rng`; identity when !training or p == 0 (rng untouched); p == 1 gives
+// zeros. The call draws one 64-bit key from rng; element i is kept when word (i % 32) / 8 of
+// the Philox4x32-10 block with counter {i / 32 * 8 + i % 8, 0, 0, 0} under that key is
+// >= p * 2^32. So the mask depends on (rng state, i) only, never on the thread count.
 KILN_API Tensor dropout(const Tensor& x, float p, bool training, Philox& rng);
 
 // ---------------------------------------------------------------- embedding
-// ids: s32 or s64 of any shape, values in [0, weight.size(0)); weight [V, D] -> [..., D].
+// ids: s32 or s64 of any shape, values in [0, weight.size(0)); weight [V, D] (f32 or bf16)
+// -> [..., D] in weight's dtype. The weight gradient is dense [V, D] and bitwise deterministic.
 KILN_API Tensor embedding(const Tensor& ids, const Tensor& weight);
 
 // ---------------------------------------------------------------- attention
 // q [..., Lq, D], k [..., Lk, D], v [..., Lk, Dv] -> [..., Lq, Dv].
 // softmax(q k^T * scale + mask) v; `causal` masks key positions j > i + (Lk - Lq), so a query
 // block appended to a cache attends to every cached key. `mask` (optional) is added to the
-// scores and broadcasts to [..., Lq, Lk]. scale <= 0 means 1/sqrt(D).
+// scores and broadcasts to [..., Lq, Lk]. scale <= 0 means 1/sqrt(D). Batch dims of q, k, v
+// broadcast. f32 or bf16 operands; the result is f32. A query row with no admissible key (every
+// score -inf) gives zeros. Without autograd and for Lq <= 16 (cached decoding) a fused kernel
+// reads k and v (which may be strided views of a preallocated cache, f32 or bf16) exactly once.
 KILN_API Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                              bool causal = false, const Tensor& mask = Tensor(),
                                              float scale = 0.f);
@@ -199,18 +211,23 @@ KILN_API Tensor mse_loss(const Tensor& pred, const Tensor& target,
                          Reduction reduction = Reduction::mean);
 KILN_API Tensor l1_loss(const Tensor& pred, const Tensor& target,
                         Reduction reduction = Reduction::mean);
-// prob in (0,1); log terms clamped at -100 as PyTorch does.
+// prob in [0, 1] (a value outside is an error); log terms clamped at -100 as PyTorch does.
+// Both losses are differentiable in the target too.
 KILN_API Tensor bce_loss(const Tensor& prob, const Tensor& target,
                          Reduction reduction = Reduction::mean);
 KILN_API Tensor bce_with_logits(const Tensor& logits, const Tensor& target,
                                 Reduction reduction = Reduction::mean);
 // logits [N, C] (or [N, C, d1, ...]), target integer class ids [N] (or [N, d1, ...]).
-// Targets equal to ignore_index contribute nothing; mean divides by the non-ignored count.
+// Targets equal to ignore_index contribute nothing; mean divides by the non-ignored count (so
+// a batch whose targets are all ignored gives NaN, as PyTorch). label_smoothing eps in [0, 1]:
+// the loss is (1 - eps) * nll + eps * mean over classes of -log p, as PyTorch. A 1-d [C] logit
+// vector takes a 0-d target. Targets may be s64, s32 or u8.
 KILN_API Tensor cross_entropy(const Tensor& logits, const Tensor& target,
                               Reduction reduction = Reduction::mean,
                               std::int64_t ignore_index = -100, float label_smoothing = 0.f);
 // KL( N(mu, exp(logvar)) || N(0, 1) ) = -0.5 * sum(1 + logvar - mu^2 - exp(logvar)); `mean`
-// divides by the batch size (dim 0), as the VAE literature reports per-example KL.
+// divides by the batch size (dim 0), as the VAE literature reports per-example KL; `none`
+// returns the per-element terms (mu's shape).
 KILN_API Tensor gaussian_kl(const Tensor& mu, const Tensor& logvar,
                             Reduction reduction = Reduction::mean);
 

@@ -247,7 +247,9 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
   Tensor out = binary_kernel(a, b, "maximum", [](float x, float y) { return x >= y ? x : y; });
   if (needs_grad({a, b})) {
     record("maximum", {a, b}, {&out}, [ad = a.detach(), bd = b.detach()](const TensorList& g) {
-      Tensor ma = binary_kernel(ad, bd, "maximum", [](float x, float y) { return x >= y ? 1.f : 0.f; });
+      // Ties split the gradient evenly, as PyTorch does.
+      Tensor ma = binary_kernel(
+          ad, bd, "maximum", [](float x, float y) { return x > y ? 1.f : (x == y ? 0.5f : 0.f); });
       Tensor ga = mul(g[0], ma);
       return TensorList{sum_to(ga, ad.shape()), sum_to(sub(g[0], ga), bd.shape())};
     });
@@ -259,7 +261,8 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
   Tensor out = binary_kernel(a, b, "minimum", [](float x, float y) { return x <= y ? x : y; });
   if (needs_grad({a, b})) {
     record("minimum", {a, b}, {&out}, [ad = a.detach(), bd = b.detach()](const TensorList& g) {
-      Tensor ma = binary_kernel(ad, bd, "minimum", [](float x, float y) { return x <= y ? 1.f : 0.f; });
+      Tensor ma = binary_kernel(
+          ad, bd, "minimum", [](float x, float y) { return x < y ? 1.f : (x == y ? 0.5f : 0.f); });
       Tensor ga = mul(g[0], ma);
       return TensorList{sum_to(ga, ad.shape()), sum_to(sub(g[0], ga), bd.shape())};
     });

@@ -9,6 +9,7 @@
 // accumulation; the result is f32.
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "ops/op_util.hpp"
 
@@ -21,6 +22,9 @@ struct MatmulEntry {
   dnnl::matmul prim;
   memory src, wei, bias, dst;
   memory::desc wei_user;  // the weight layout as the caller holds it (linear only)
+  // oneDNN only has its reference kernel for these operand strides (e.g. a broadcast operand
+  // with stride 0): copying the operands dense first is far faster.
+  bool dense_fallback = false;
 };
 
 void add_desc(PrimitiveKey& k, const Tensor& t) {
@@ -52,12 +56,23 @@ Tensor matmul_plain(const Tensor& a_in, const Tensor& b_in) {
         const memory::desc amd = dnnl_desc(a), bmd = dnnl_desc(b), cmd = dnnl_desc(c);
         dnnl::matmul::desc d(amd, bmd, cmd);
         dnnl::matmul::primitive_desc pd(d, dnnl_engine());
+        if (attempt == 0 && std::string(pd.impl_info_str()).rfind("ref", 0) == 0 &&
+            !(a.is_contiguous() && b.is_contiguous())) {
+          MatmulEntry fallback;
+          fallback.dense_fallback = true;
+          return fallback;
+        }
         return MatmulEntry{dnnl::matmul(pd), memory(amd, dnnl_engine(), nullptr),
                            memory(bmd, dnnl_engine(), nullptr), memory(),
                            memory(cmd, dnnl_engine(), nullptr), memory::desc()};
       });
     } catch (const dnnl::error&) {
       if (attempt == 1) throw;
+      a = a.contiguous();
+      b = b.contiguous();
+      continue;
+    }
+    if (e->dense_fallback) {
       a = a.contiguous();
       b = b.contiguous();
       continue;
