@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -52,6 +53,8 @@ KILN_API void execute(const dnnl::primitive& prim,
 
 // A key for primitive caches: an op tag plus integers (dims, flags, dtypes...).
 struct PrimitiveKey {
+  // Room for a typical key up front: one allocation per lookup instead of one per growth step.
+  PrimitiveKey() { v.reserve(32); }
   std::vector<std::int64_t> v;
   PrimitiveKey& add(std::int64_t x) {
     v.push_back(x);
@@ -81,11 +84,14 @@ template <typename Entry>
 class PrimitiveCache {
  public:
   explicit PrimitiveCache(std::size_t capacity = 1024) : capacity_(capacity) {}
-  Entry& get(const PrimitiveKey& key, const std::function<Entry()>& make) {
+  // `make` is any callable returning an Entry; it runs only on a miss. (A template rather than a
+  // std::function, so a hit does not allocate a copy of the caller's lambda.)
+  template <typename Make>
+  Entry& get(const PrimitiveKey& key, Make&& make) {
     auto it = map_.find(key);
     if (it != map_.end()) return *it->second;
     if (map_.size() >= capacity_) map_.clear();
-    auto entry = std::make_unique<Entry>(make());
+    auto entry = std::make_unique<Entry>(std::forward<Make>(make)());
     Entry& ref = *entry;
     map_.emplace(key, std::move(entry));
     return ref;

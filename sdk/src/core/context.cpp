@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -39,13 +40,15 @@ struct ComputeState {
         oneapi::tbb::global_control::max_allowed_parallelism,
         static_cast<std::size_t>(std::max(budget.compute_threads, budget.io_threads)));
     omp_set_num_threads(budget.compute_threads);
-    generation++;
+    generation.fetch_add(1, std::memory_order_release);
   }
 
   std::mutex mutex;
   ThreadBudget budget;
   std::unique_ptr<oneapi::tbb::global_control> tbb_control;
-  int generation = 0;
+  // Bumped by every set(); each thread compares it with the value it last applied. Atomic
+  // because compute threads read it (on every primitive call) while another thread may set it.
+  std::atomic<int> generation{0};
   dnnl::engine engine;
   dnnl::stream stream;
 };
@@ -76,7 +79,7 @@ int hardware_threads() {
 
 void set_thread_budget(const ThreadBudget& budget) {
   state().set(budget);
-  applied_generation = state().generation;
+  applied_generation = state().generation.load(std::memory_order_acquire);
 }
 
 void set_num_threads(int n) {
@@ -89,9 +92,15 @@ int num_threads() { return state().budget.compute_threads; }
 
 void apply_thread_budget_to_this_thread() {
   ComputeState& s = state();
-  if (applied_generation != s.generation) {
-    omp_set_num_threads(s.budget.compute_threads);
-    applied_generation = s.generation;
+  const int generation = s.generation.load(std::memory_order_acquire);
+  if (applied_generation != generation) {
+    int threads;
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      threads = s.budget.compute_threads;
+    }
+    omp_set_num_threads(threads);
+    applied_generation = generation;
   }
 }
 

@@ -88,14 +88,15 @@ Tensor reorder_to(const Tensor& t, const dnnl::memory::desc& md) {
 }
 
 Tensor reorder_cached(const Tensor& t, const dnnl::memory::desc& md) {
-  if (dnnl_desc(t) == md) return t;
+  const dnnl::memory::desc src_md = dnnl_desc(t);
+  if (src_md == md) return t;
   TensorImpl* impl = t.impl();
   Storage& st = *impl->storage;
   const std::uint64_t version = st.version.load();
   {
     std::lock_guard<std::mutex> lock(st.derived_mutex);
     for (auto& d : st.derived) {
-      if (d.offset == impl->offset && d.desc == md && d.version == version) {
+      if (d.offset == impl->offset && d.desc == md && d.version == version && d.source == src_md) {
         auto out = std::make_shared<TensorImpl>();
         out->storage = d.data;
         out->shape = impl->shape;
@@ -113,17 +114,29 @@ Tensor reorder_cached(const Tensor& t, const dnnl::memory::desc& md) {
   std::lock_guard<std::mutex> lock(st.derived_mutex);
   // Drop stale copies of this view, keep at most a few layouts per storage.
   std::erase_if(st.derived, [&](const Storage::Derived& d) {
-    return d.offset == impl->offset && (d.version != version || d.desc == md);
+    return d.offset == impl->offset &&
+           (d.version != version || (d.desc == md && d.source == src_md));
   });
   if (st.derived.size() >= 4) st.derived.erase(st.derived.begin());
-  st.derived.push_back({version, md, r.impl()->storage, impl->offset});
+  st.derived.push_back({version, md, r.impl()->storage, impl->offset, src_md});
   return r;
 }
 
 void execute(const dnnl::primitive& prim, const std::unordered_map<int, dnnl::memory>& args) {
   apply_thread_budget_to_this_thread();
   dnnl::stream& s = dnnl_stream();
-  prim.execute(s, args);
+  // dnnl::primitive::execute copies the arguments into a heap vector on every call; primitives
+  // take a handful, so a stack array saves that allocation on the per-op path.
+  constexpr std::size_t kMaxStackArgs = 16;
+  if (args.size() > kMaxStackArgs) {
+    prim.execute(s, args);
+  } else {
+    dnnl_exec_arg_t c_args[kMaxStackArgs];
+    int n = 0;
+    for (const auto& [index, mem] : args) c_args[n++] = {index, mem.get(true)};
+    dnnl::error::wrap_c_api(dnnl_primitive_execute(prim.get(), s.get(), n, c_args),
+                            "could not execute a primitive");
+  }
   s.wait();
 }
 
