@@ -55,19 +55,20 @@ inline kiln::Tensor random_tensor(const kiln::Shape& shape, kiln::DType dtype = 
 
 // C[M,N] (f32) = A[M,K] B[K,N] (+ bias[1,N]) as one oneDNN matmul primitive with every memory
 // object created up front: A row-major, B reordered once into the primitive's preferred layout
-// (format_tag::any), so run() is just execute + wait. This is the "bare oneDNN" baseline Kiln's
-// ops are compared against. `weights` > 1 allocates that many distinct packed B matrices and
-// run(i) uses B number i % weights (the "cold" ring of the peers' A1 workload).
+// (format_tag::any; or row-major when `packed` is false, as ops::matmul describes it), so run()
+// is just execute + wait. This is the "bare oneDNN" baseline Kiln's ops are compared against.
+// `weights` > 1 allocates that many distinct B matrices and run(i) uses B number i % weights
+// (the "cold" ring of the peers' A1 workload). A and B have type `wdt`.
 class DirectMatmul {
  public:
   using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
 
   DirectMatmul(std::int64_t m, std::int64_t k, std::int64_t n, dt wdt, bool bias,
-               std::int64_t weights = 1)
+               std::int64_t weights = 1, bool packed = true)
       : eng_(dnnl::engine::kind::cpu, 0), strm_(eng_) {
     const dnnl::memory::desc a_md({m, k}, wdt, tag::ab);
-    const dnnl::memory::desc b_any({k, n}, wdt, tag::any);
+    const dnnl::memory::desc b_any({k, n}, wdt, packed ? tag::any : tag::ab);
     const dnnl::memory::desc c_md({m, n}, dt::f32, tag::ab);
     const dnnl::memory::desc bias_md({1, n}, dt::f32, tag::ab);
     const dnnl::matmul::desc d = bias ? dnnl::matmul::desc(a_md, b_any, bias_md, c_md)
@@ -82,9 +83,9 @@ class DirectMatmul {
     dnnl::memory b_user(dnnl::memory::desc({k, n}, wdt, tag::ab), eng_);
     fill(b_user, 0.25f);
     for (std::int64_t i = 0; i < weights; ++i) {
-      dnnl::memory packed(pd.weights_desc(), eng_);
-      dnnl::reorder(b_user, packed).execute(strm_, b_user, packed);
-      b_.push_back(packed);
+      dnnl::memory b(pd.weights_desc(), eng_);
+      dnnl::reorder(b_user, b).execute(strm_, b_user, b);
+      b_.push_back(b);
     }
     strm_.wait();
     args_ = {{DNNL_ARG_SRC, a_}, {DNNL_ARG_WEIGHTS, b_[0]}, {DNNL_ARG_DST, c_}};

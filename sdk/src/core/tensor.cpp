@@ -11,13 +11,12 @@
 #include <sstream>
 #include <utility>
 
-#include <oneapi/tbb/parallel_for.h>
-
 #include "core/tensor_impl.hpp"
 #include "kiln/autograd.hpp"
 #include "kiln/dnnl_interop.hpp"
 #include "kiln/ops.hpp"
 #include "kiln/random.hpp"
+#include "ops/op_util.hpp"  // detail::parallel_range: copies run on the compute team
 
 namespace kiln {
 
@@ -278,8 +277,7 @@ void strided_copy(const TensorImpl& src, const TensorImpl& dst) {
     const char* s = static_cast<const char*>(src.data());
     char* d = static_cast<char*>(dst.data());
     const std::size_t ses = dtype_size(src.dtype), des = dtype_size(dst.dtype);
-    oneapi::tbb::parallel_for(std::int64_t(0), (n + grain - 1) / grain, [&](std::int64_t c) {
-      const std::int64_t b = c * grain, e = std::min(n, b + grain);
+    ops::detail::parallel_range(n, grain, [&](std::int64_t b, std::int64_t e) {
       copy_row(s + b * ses, src.dtype, 1, d + b * des, dst.dtype, 1, e - b);
     });
     return;
@@ -289,10 +287,10 @@ void strided_copy(const TensorImpl& src, const TensorImpl& dst) {
   const std::size_t ses = dtype_size(src.dtype), des = dtype_size(dst.dtype);
   const char* sbase = static_cast<const char*>(src.data());
   char* dbase = static_cast<char*>(dst.data());
-  oneapi::tbb::parallel_for(
-      oneapi::tbb::blocked_range<std::int64_t>(0, rows, std::max<std::int64_t>(1, 4096 / inner)),
-      [&](const oneapi::tbb::blocked_range<std::int64_t>& r) {
-        for (std::int64_t row = r.begin(); row < r.end(); ++row) {
+  ops::detail::parallel_range(
+      rows, std::max<std::int64_t>(1, 4096 / inner),
+      [&](std::int64_t row_begin, std::int64_t row_end) {
+        for (std::int64_t row = row_begin; row < row_end; ++row) {
           std::int64_t rem = row, soff = 0, doff = 0;
           for (std::size_t k = nd - 1; k-- > 0;) {
             const std::int64_t idx = rem % src.shape[k];

@@ -202,6 +202,18 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 
 namespace {
 
+struct LinearThreadState {
+  PrimitiveKey key;  // reused: no allocation per call
+  PrimitiveCache<MatmulEntry> cache;
+};
+
+// One thread-local lookup per call: GCC re-resolves a function-local thread_local (through
+// __tls_get_addr in a shared library) at each use, 13 times per linear call.
+[[gnu::noinline]] LinearThreadState& linear_thread_state() {
+  thread_local LinearThreadState state;
+  return state;
+}
+
 // y[M, N] = act(x[M, K] W[N, K]^T + b) on the matmul primitive with packed weights.
 // x2 is plain, dense and 2-d, w is 2-d, b is [N] or undefined; records nothing. This is the
 // per-call path of every linear layer, so it reads the tensors' fields directly and allocates
@@ -216,11 +228,7 @@ Tensor linear_forward(const Tensor& x2, const Tensor& w, const Tensor& b, Act ac
   const TensorImpl& xi = x_cast.defined() ? *x_cast.impl() : *x2.impl();
   Tensor y(make_impl(Shape{m, n}, DType::f32));
   if (m == 0) return y;
-  struct ThreadState {
-    PrimitiveKey key;  // reused: no allocation per call
-    PrimitiveCache<MatmulEntry> cache;
-  };
-  thread_local ThreadState ts;
+  LinearThreadState& ts = linear_thread_state();
   PrimitiveKey& key = ts.key;
   key.v.clear();
   key.add(2).add(m).add(k).add(n).add(static_cast<std::int64_t>(cdt)).add(xi.strides);
