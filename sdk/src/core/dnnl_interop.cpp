@@ -1,5 +1,7 @@
 #include "kiln/dnnl_interop.hpp"
 
+#include <algorithm>
+
 #include "core/tensor_impl.hpp"
 #include "kiln/context.hpp"
 
@@ -43,7 +45,18 @@ dnnl::memory::desc dnnl_desc(const Tensor& t) {
   KILN_CHECK(impl != nullptr, "dnnl_desc: the tensor is undefined");
   if (impl->blocked) return *impl->blocked;
   if (impl->shape.empty()) return dnnl::memory::desc({1}, to_dnnl(impl->dtype), {1});
-  return dnnl::memory::desc(to_dims(impl->shape), to_dnnl(impl->dtype), to_dims(impl->strides));
+  // The C call reads shape and strides in place (Shape holds int64_t, as dnnl_dims_t does): the
+  // C++ constructor would copy both into vectors first, on every primitive call.
+  static_assert(sizeof(dnnl_dim_t) == sizeof(std::int64_t));
+  KILN_CHECK(impl->shape.size() <= DNNL_MAX_NDIMS, "dnnl_desc: oneDNN takes at most ",
+             DNNL_MAX_NDIMS, " dimensions, the tensor has ", impl->shape.size());
+  dnnl::memory::desc md;
+  dnnl::error::wrap_c_api(
+      dnnl_memory_desc_init_by_strides(
+          &md.data, static_cast<int>(impl->shape.size()), impl->shape.data(),
+          dnnl::memory::convert_to_c(to_dnnl(impl->dtype)), impl->strides.data()),
+      "could not describe a tensor's layout to oneDNN");
+  return md;
 }
 
 dnnl::memory dnnl_memory(const Tensor& t) { return dnnl_memory(t, dnnl_desc(t)); }
@@ -53,15 +66,18 @@ dnnl::memory dnnl_memory(const Tensor& t, const dnnl::memory::desc& md) {
 }
 
 bool is_plain_desc(const dnnl::memory::desc& md, const Shape& shape) {
-  const Shape s = shape.empty() ? Shape{1} : shape;
-  if (md.data.ndims != static_cast<int>(s.size())) return false;
+  const int nd = shape.empty() ? 1 : static_cast<int>(shape.size());  // 0-d is described as {1}
+  if (md.data.ndims != nd) return false;
   if (md.data.format_kind != dnnl_blocked) return false;
   if (md.data.format_desc.blocking.inner_nblks != 0) return false;
   if (md.data.extra.flags != 0) return false;
-  const Shape strides = contiguous_strides(s);
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (md.data.dims[i] != s[i]) return false;
-    if (s[i] != 1 && md.data.format_desc.blocking.strides[i] != strides[i]) return false;
+  // Row-major strides, innermost first (as contiguous_strides, without allocating).
+  std::int64_t stride = 1;
+  for (int i = nd; i-- > 0;) {
+    const std::int64_t dim = shape.empty() ? 1 : shape[static_cast<std::size_t>(i)];
+    if (md.data.dims[i] != dim) return false;
+    if (dim != 1 && md.data.format_desc.blocking.strides[i] != stride) return false;
+    stride *= std::max<std::int64_t>(dim, 1);
   }
   return true;
 }
