@@ -6,7 +6,10 @@
 //   kiln::Tensor y = kiln::empty_for_desc(pd.dst_desc(), x.shape());   // may be blocked
 //   kiln::execute(prim, {{DNNL_ARG_SRC, mx}, {DNNL_ARG_DST, kiln::dnnl_memory(y)}});
 //
-// `execute` applies the thread budget to the calling thread and waits for completion.
+// `execute` applies the thread budget to the calling thread and waits for completion. Small
+// memory-bound primitives (element-wise, binary, reorder, normalisation, softmax, pooling...
+// with under 1 MiB of arguments) run on the calling thread alone: an OpenMP fork/join costs more
+// than they do.
 // `cached_primitive` memoises primitive creation by an integer key the caller builds, so the
 // per-call cost on small shapes is a hash lookup.
 #pragma once

@@ -1,5 +1,7 @@
 #include "kiln/dnnl_interop.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 
 #include "core/tensor_impl.hpp"
@@ -138,8 +140,77 @@ Tensor reorder_cached(const Tensor& t, const dnnl::memory::desc& md) {
   return r;
 }
 
+namespace {
+
+// Primitives whose cost is proportional to the bytes they touch. (oneDNN sizes the thread count of
+// GEMM-like primitives, matmul, convolution, inner product and RNN, to their work itself; these
+// it always runs on the whole team.)
+bool memory_bound(dnnl::primitive::kind kind) {
+  using K = dnnl::primitive::kind;
+  switch (kind) {
+    case K::reorder:
+    case K::shuffle:
+    case K::concat:
+    case K::sum:
+    case K::eltwise:
+    case K::softmax:
+    case K::pooling:
+    case K::lrn:
+    case K::batch_normalization:
+    case K::layer_normalization:
+    case K::binary:
+    case K::logsoftmax:
+    case K::resampling:
+    case K::pooling_v2:
+    case K::reduction:
+    case K::prelu:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// A memory-bound primitive whose arguments total fewer bytes than this runs on the calling thread
+// alone: an OpenMP fork/join costs about 3.5 us on the 2-vCPU development VM, and relu, for
+// example, breaks even on 2 threads only at about 128k floats in and out (docs/benchmarks.md,
+// "Threading").
+constexpr std::size_t kSerialPrimitiveBytes = std::size_t{1} << 20;
+
+std::size_t argument_bytes(const std::unordered_map<int, dnnl::memory>& args) {
+  std::size_t bytes = 0;
+  for (const auto& [index, mem] : args) {
+    const dnnl_memory_desc_t* md = nullptr;
+    if (mem && dnnl_memory_get_memory_desc(mem.get(), &md) == dnnl_success) {
+      bytes += dnnl_memory_desc_get_size(md);
+    }
+  }
+  return bytes;
+}
+
+// Sets the calling thread's OpenMP team to one thread for its lifetime, when `serial`.
+class SerialScope {
+ public:
+  SerialScope(bool serial, int threads) : threads_(serial ? threads : 0) {
+    if (threads_ > 0) omp_set_num_threads(1);
+  }
+  ~SerialScope() {
+    if (threads_ > 0) omp_set_num_threads(threads_);
+  }
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+
+ private:
+  int threads_;
+};
+
+}  // namespace
+
 void execute(const dnnl::primitive& prim, const std::unordered_map<int, dnnl::memory>& args) {
   apply_thread_budget_to_this_thread();
+  const int threads = omp_get_max_threads();
+  const bool serial =
+      threads > 1 && memory_bound(prim.get_kind()) && argument_bytes(args) < kSerialPrimitiveBytes;
+  SerialScope scope(serial, threads);
   dnnl::stream& s = dnnl_stream();
   // dnnl::primitive::execute copies the arguments into a heap vector on every call; primitives
   // take a handful, so a stack array saves that allocation on the per-op path.
