@@ -23,6 +23,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "kiln/context.hpp"
 #include "kiln/export.hpp"
 #include "kiln/tensor.hpp"
 
@@ -83,14 +84,22 @@ struct PrimitiveKeyHash {
 // A per-thread memo of expensive objects (primitive descriptors, primitives, scratch memory
 // objects) keyed by PrimitiveKey. Entries live until the cache reaches its capacity, then the
 // whole cache is dropped (simple and bounded; model shapes repeat, so it refills at once).
+// A oneDNN primitive keeps the thread count it was created with (GEMM-like primitives fix their
+// partitioning then), so the cache is also dropped when the compute thread budget changes.
 template <typename Entry>
 class PrimitiveCache {
  public:
   explicit PrimitiveCache(std::size_t capacity = 1024) : capacity_(capacity) {}
-  // `make` is any callable returning an Entry; it runs only on a miss. (A template rather than a
-  // std::function, so a hit does not allocate a copy of the caller's lambda.)
+  // `make` is any callable returning an Entry; it runs only on a miss, with the thread budget
+  // applied to this thread. (A template rather than a std::function, so a hit does not allocate
+  // a copy of the caller's lambda.)
   template <typename Make>
   Entry& get(const PrimitiveKey& key, Make&& make) {
+    const int threads = apply_thread_budget_to_this_thread();
+    if (threads != threads_) {
+      map_.clear();
+      threads_ = threads;
+    }
     auto it = map_.find(key);
     if (it != map_.end()) return *it->second;
     if (map_.size() >= capacity_) map_.clear();
@@ -103,6 +112,7 @@ class PrimitiveCache {
 
  private:
   std::size_t capacity_;
+  int threads_ = 0;  // the compute thread budget the entries were created under
   std::unordered_map<PrimitiveKey, std::unique_ptr<Entry>, PrimitiveKeyHash> map_;
 };
 

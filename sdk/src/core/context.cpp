@@ -68,7 +68,12 @@ LogState& log_state() {
   return s;
 }
 
-thread_local int applied_generation = -1;
+// The budget generation and thread count last applied to this thread's OpenMP settings.
+struct AppliedBudget {
+  int generation = -1;
+  int threads = 1;
+};
+thread_local AppliedBudget applied;
 
 }  // namespace
 
@@ -78,8 +83,10 @@ int hardware_threads() {
 }
 
 void set_thread_budget(const ThreadBudget& budget) {
-  state().set(budget);
-  applied_generation = state().generation.load(std::memory_order_acquire);
+  state().set(budget);  // also sets this thread's OpenMP team size
+  AppliedBudget& a = applied;
+  a.generation = state().generation.load(std::memory_order_acquire);
+  a.threads = thread_budget().compute_threads;
 }
 
 void set_num_threads(int n) {
@@ -90,18 +97,19 @@ void set_num_threads(int n) {
 ThreadBudget thread_budget() { return state().budget; }
 int num_threads() { return state().budget.compute_threads; }
 
-void apply_thread_budget_to_this_thread() {
+int apply_thread_budget_to_this_thread() {
   ComputeState& s = state();
+  AppliedBudget& a = applied;
   const int generation = s.generation.load(std::memory_order_acquire);
-  if (applied_generation != generation) {
-    int threads;
+  if (a.generation != generation) {
     {
       std::lock_guard<std::mutex> lock(s.mutex);
-      threads = s.budget.compute_threads;
+      a.threads = s.budget.compute_threads;
     }
-    omp_set_num_threads(threads);
-    applied_generation = generation;
+    omp_set_num_threads(a.threads);
+    a.generation = generation;
   }
+  return a.threads;
 }
 
 dnnl::engine& dnnl_engine() { return state().engine; }

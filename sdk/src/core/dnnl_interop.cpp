@@ -206,8 +206,7 @@ class SerialScope {
 }  // namespace
 
 void execute(const dnnl::primitive& prim, const std::unordered_map<int, dnnl::memory>& args) {
-  apply_thread_budget_to_this_thread();
-  const int threads = omp_get_max_threads();
+  const int threads = apply_thread_budget_to_this_thread();
   const bool serial =
       threads > 1 && memory_bound(prim.get_kind()) && argument_bytes(args) < kSerialPrimitiveBytes;
   SerialScope scope(serial, threads);

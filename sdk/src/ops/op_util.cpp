@@ -52,9 +52,9 @@ void parallel_range(std::int64_t n, std::int64_t grain,
     fn(0, n);
     return;
   }
-  apply_thread_budget_to_this_thread();
   const std::int64_t chunks = (n + grain - 1) / grain;
-  const int threads = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), chunks));
+  const int threads =
+      static_cast<int>(std::min<std::int64_t>(apply_thread_budget_to_this_thread(), chunks));
   if (threads <= 1) {
     fn(0, n);
     return;
