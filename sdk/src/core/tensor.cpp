@@ -56,9 +56,15 @@ std::string shape_str(const Shape& shape) {
 }
 
 std::int64_t shape_numel(const Shape& shape) {
+  // A zero anywhere gives 0, however large the other dimensions; a product beyond int64 (only
+  // for shapes no tensor can have) saturates instead of overflowing.
   std::int64_t n = 1;
-  for (std::int64_t d : shape) n *= d;
-  return n;
+  bool overflow = false;
+  for (std::int64_t d : shape) {
+    if (d == 0) return 0;
+    overflow = overflow || __builtin_mul_overflow(n, d, &n);
+  }
+  return overflow ? std::numeric_limits<std::int64_t>::max() : n;
 }
 
 Shape contiguous_strides(const Shape& shape) {
@@ -96,13 +102,15 @@ void check_shape(const Shape& shape, const char* what) {
   for (std::int64_t d : shape) {
     if (d < 0) throw Error(std::string(what) + ": negative dimension in shape " + shape_str(shape));
   }
-  // Refuse absurd sizes before allocating: 2^40 elements is far beyond this machine. (Integer
-  // arithmetic with an overflow check: this runs for every op's output.)
+  // Refuse absurd sizes before allocating: 2^40 elements is far beyond this machine. Zero
+  // dimensions are skipped, so an empty tensor's other extents obey the limit too and stride
+  // arithmetic on any tensor stays within int64. (Integer arithmetic with an overflow check:
+  // this runs for every op's output.)
   constexpr std::int64_t kLimit = std::int64_t{1} << 40;
   std::int64_t total = 1;
   bool too_large = false;
   for (std::int64_t d : shape) {
-    if (d == 0) return;
+    if (d == 0) continue;
     too_large = too_large || __builtin_mul_overflow(total, d, &total) || total > kLimit;
   }
   if (too_large) {

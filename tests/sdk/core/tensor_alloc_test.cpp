@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "kiln/tensor.hpp"
@@ -46,8 +47,12 @@ TEST(TensorAlloc, SizeLimitAndZeroSizedShapes) {
   EXPECT_THROW(Tensor::empty({1 << 21, 1 << 20}), Error);          // 2^41 elements
   EXPECT_THROW(Tensor::empty({std::int64_t{1} << 62, 4}), Error);  // overflows int64
   EXPECT_THROW(Tensor::empty({2, -1}), Error);
-  // A zero anywhere makes the tensor empty, however large the other dimensions.
-  EXPECT_EQ(Tensor::empty({std::int64_t{1} << 40, std::int64_t{1} << 40, 0}).numel(), 0);
+  // A zero makes the tensor empty; the other dimensions still obey the limit.
+  EXPECT_EQ(Tensor::empty({std::int64_t{1} << 40, 0}).numel(), 0);
+  EXPECT_EQ(Tensor::empty({0, std::int64_t{1} << 40}).strides(), (Shape{std::int64_t{1} << 40, 1}));
+  EXPECT_THROW(Tensor::empty({std::int64_t{1} << 40, std::int64_t{1} << 40, 0}), Error);
+  EXPECT_EQ(shape_numel({std::int64_t{1} << 62, 4}), std::numeric_limits<std::int64_t>::max());
+  EXPECT_EQ(shape_numel({std::int64_t{1} << 62, 4, 0}), 0);
 }
 
 TEST(TensorAlloc, SizeAcceptsNegativeIndicesAndRejectsOthers) {
