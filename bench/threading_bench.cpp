@@ -15,8 +15,10 @@
 //   omp     an OpenMP parallel for over the same chunks (the team oneDNN's primitives use)
 // Each case is timed per step (12 ops) at 2 threads and 1 (the `threads` argument), and the
 // "direct" impl of each case is the same sequence with the add left out, so the add's
-// effective cost is (impl - direct). --omp_wait_policy / --gomp_spincount set the libgomp
-// environment variables and re-execute the program, since libgomp reads them when it loads.
+// effective cost is (impl - direct). Two more measurements explain the results: fork_join (an
+// empty OpenMP parallel region) and relu_size (a bare oneDNN relu on 16 to 1M floats).
+// --omp_wait_policy / --gomp_spincount set the libgomp environment variables and re-execute the
+// program, since libgomp reads them when it loads.
 #include <omp.h>
 #include <unistd.h>
 
@@ -25,10 +27,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
-#include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/parallel_for.h>
 
 #include "bench_common.hpp"
@@ -94,7 +96,52 @@ void sequence(benchmark::State& state, std::int64_t batch, std::int64_t width, A
   state.counters["ops"] = kLayers * (kind == AddKind::none ? 2 : 3);
 }
 
+// The cost of one OpenMP fork/join on this machine: an empty parallel region on the team.
+void BM_fork_join(benchmark::State& state) {
+  kiln_bench::use_threads(state.range(0));
+  const int threads = static_cast<int>(state.range(0));
+  int sink = 0;
+  for (auto _ : state) {
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp atomic
+      sink++;
+    }
+  }
+  benchmark::DoNotOptimize(sink);
+}
+
+// A bare oneDNN relu on n floats, called directly (oneDNN opens a parallel region for it at any
+// size): where 2 threads start to pay for their fork/join.
+void BM_relu_size(benchmark::State& state) {
+  kiln_bench::use_threads(state.range(0));
+  const dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream strm(eng);
+  const dnnl::memory::desc md({state.range(1)}, dnnl::memory::data_type::f32,
+                              dnnl::memory::format_tag::a);
+  const dnnl::eltwise_forward prim(dnnl::eltwise_forward::primitive_desc(
+      dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_relu,
+                                  md, 0.f, 0.f),
+      eng));
+  dnnl::memory src(md, eng), dst(md, eng);
+  std::memset(src.get_data_handle(), 0, md.get_size());
+  const std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+  for (auto _ : state) {
+    prim.execute(strm, args);
+    strm.wait();
+  }
+}
+
 void register_all() {
+  benchmark::RegisterBenchmark("fork_join", BM_fork_join)
+      ->ArgName("threads")
+      ->Arg(2)
+      ->Arg(1)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("relu_size", BM_relu_size)
+      ->ArgNames({"threads", "floats"})
+      ->ArgsProduct({{2, 1}, {16, 4096, 65536, 131072, 262144, 1048576}})
+      ->UseRealTime();
   struct Size {
     std::int64_t batch, width;
   };
