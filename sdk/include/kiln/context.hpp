@@ -27,9 +27,10 @@ KILN_API void set_thread_budget(const ThreadBudget& budget);
 KILN_API ThreadBudget thread_budget();
 KILN_API int num_threads();
 KILN_API int hardware_threads();
-// Applies the OpenMP part of the budget to the calling thread (OpenMP settings are per thread).
-// Kiln's primitive wrappers call it; a thread that calls oneDNN directly should too.
-KILN_API void apply_thread_budget_to_this_thread();
+// Applies the OpenMP part of the budget to the calling thread (OpenMP settings are per thread)
+// and returns its compute thread count. Kiln's primitive wrappers call it; a thread that calls
+// oneDNN directly should too.
+KILN_API int apply_thread_budget_to_this_thread();
 
 enum class LogLevel : int { debug = 0, info = 1, warn = 2, error = 3 };
 using LogSink = std::function<void(LogLevel, const std::string&)>;

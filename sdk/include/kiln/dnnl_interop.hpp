@@ -6,7 +6,10 @@
 //   kiln::Tensor y = kiln::empty_for_desc(pd.dst_desc(), x.shape());   // may be blocked
 //   kiln::execute(prim, {{DNNL_ARG_SRC, mx}, {DNNL_ARG_DST, kiln::dnnl_memory(y)}});
 //
-// `execute` applies the thread budget to the calling thread and waits for completion.
+// `execute` applies the thread budget to the calling thread and waits for completion. Small
+// memory-bound primitives (element-wise, binary, reorder, normalisation, softmax, pooling...
+// with under 1 MiB of arguments) run on the calling thread alone: an OpenMP fork/join costs more
+// than they do.
 // `cached_primitive` memoises primitive creation by an integer key the caller builds, so the
 // per-call cost on small shapes is a hash lookup.
 #pragma once
@@ -15,10 +18,12 @@
 #include <functional>
 #include <memory>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "kiln/context.hpp"
 #include "kiln/export.hpp"
 #include "kiln/tensor.hpp"
 
@@ -52,6 +57,8 @@ KILN_API void execute(const dnnl::primitive& prim,
 
 // A key for primitive caches: an op tag plus integers (dims, flags, dtypes...).
 struct PrimitiveKey {
+  // Room for a typical key up front: one allocation per lookup instead of one per growth step.
+  PrimitiveKey() { v.reserve(32); }
   std::vector<std::int64_t> v;
   PrimitiveKey& add(std::int64_t x) {
     v.push_back(x);
@@ -77,15 +84,26 @@ struct PrimitiveKeyHash {
 // A per-thread memo of expensive objects (primitive descriptors, primitives, scratch memory
 // objects) keyed by PrimitiveKey. Entries live until the cache reaches its capacity, then the
 // whole cache is dropped (simple and bounded; model shapes repeat, so it refills at once).
+// A oneDNN primitive keeps the thread count it was created with (GEMM-like primitives fix their
+// partitioning then), so the cache is also dropped when the compute thread budget changes.
 template <typename Entry>
 class PrimitiveCache {
  public:
   explicit PrimitiveCache(std::size_t capacity = 1024) : capacity_(capacity) {}
-  Entry& get(const PrimitiveKey& key, const std::function<Entry()>& make) {
+  // `make` is any callable returning an Entry; it runs only on a miss, with the thread budget
+  // applied to this thread. (A template rather than a std::function, so a hit does not allocate
+  // a copy of the caller's lambda.)
+  template <typename Make>
+  Entry& get(const PrimitiveKey& key, Make&& make) {
+    const int threads = apply_thread_budget_to_this_thread();
+    if (threads != threads_) {
+      map_.clear();
+      threads_ = threads;
+    }
     auto it = map_.find(key);
     if (it != map_.end()) return *it->second;
     if (map_.size() >= capacity_) map_.clear();
-    auto entry = std::make_unique<Entry>(make());
+    auto entry = std::make_unique<Entry>(std::forward<Make>(make)());
     Entry& ref = *entry;
     map_.emplace(key, std::move(entry));
     return ref;
@@ -94,6 +112,7 @@ class PrimitiveCache {
 
  private:
   std::size_t capacity_;
+  int threads_ = 0;  // the compute thread budget the entries were created under
   std::unordered_map<PrimitiveKey, std::unique_ptr<Entry>, PrimitiveKeyHash> map_;
 };
 

@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -39,13 +40,15 @@ struct ComputeState {
         oneapi::tbb::global_control::max_allowed_parallelism,
         static_cast<std::size_t>(std::max(budget.compute_threads, budget.io_threads)));
     omp_set_num_threads(budget.compute_threads);
-    generation++;
+    generation.fetch_add(1, std::memory_order_release);
   }
 
   std::mutex mutex;
   ThreadBudget budget;
   std::unique_ptr<oneapi::tbb::global_control> tbb_control;
-  int generation = 0;
+  // Bumped by every set(); each thread compares it with the value it last applied. Atomic
+  // because compute threads read it (on every primitive call) while another thread may set it.
+  std::atomic<int> generation{0};
   dnnl::engine engine;
   dnnl::stream stream;
 };
@@ -65,7 +68,12 @@ LogState& log_state() {
   return s;
 }
 
-thread_local int applied_generation = -1;
+// The budget generation and thread count last applied to this thread's OpenMP settings.
+struct AppliedBudget {
+  int generation = -1;
+  int threads = 1;
+};
+thread_local AppliedBudget applied;
 
 }  // namespace
 
@@ -75,8 +83,10 @@ int hardware_threads() {
 }
 
 void set_thread_budget(const ThreadBudget& budget) {
-  state().set(budget);
-  applied_generation = state().generation;
+  state().set(budget);  // also sets this thread's OpenMP team size
+  AppliedBudget& a = applied;
+  a.generation = state().generation.load(std::memory_order_acquire);
+  a.threads = thread_budget().compute_threads;
 }
 
 void set_num_threads(int n) {
@@ -87,12 +97,19 @@ void set_num_threads(int n) {
 ThreadBudget thread_budget() { return state().budget; }
 int num_threads() { return state().budget.compute_threads; }
 
-void apply_thread_budget_to_this_thread() {
+int apply_thread_budget_to_this_thread() {
   ComputeState& s = state();
-  if (applied_generation != s.generation) {
-    omp_set_num_threads(s.budget.compute_threads);
-    applied_generation = s.generation;
+  AppliedBudget& a = applied;
+  const int generation = s.generation.load(std::memory_order_acquire);
+  if (a.generation != generation) {
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      a.threads = s.budget.compute_threads;
+    }
+    omp_set_num_threads(a.threads);
+    a.generation = generation;
   }
+  return a.threads;
 }
 
 dnnl::engine& dnnl_engine() { return state().engine; }

@@ -3,30 +3,38 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <sstream>
-
-#include <oneapi/tbb/parallel_for.h>
+#include <utility>
 
 #include "core/tensor_impl.hpp"
 #include "kiln/autograd.hpp"
 #include "kiln/dnnl_interop.hpp"
 #include "kiln/ops.hpp"
 #include "kiln/random.hpp"
+#include "ops/op_util.hpp"  // detail::parallel_range: copies run on the compute team
 
 namespace kiln {
 
 // ------------------------------------------------------------------------------------ storage
 
 Storage::Storage(std::size_t n) : nbytes(n) {
-  const std::size_t rounded = std::max<std::size_t>(64, (n + 63) / 64 * 64);
-  ptr = std::aligned_alloc(64, rounded);
-  if (ptr == nullptr) {
+  // 64-byte aligned by hand from plain malloc: glibc's aligned_alloc splits a larger chunk and
+  // frees the slack on every call, which made up about a third of the allocation cost of a
+  // small op's output (bench/overhead_bench.cpp). The deleter frees the original pointer.
+  constexpr std::size_t kAlign = 64;
+  const std::size_t rounded = std::max<std::size_t>(kAlign, (n + kAlign - 1) / kAlign * kAlign);
+  void* base = std::malloc(rounded + kAlign - alignof(std::max_align_t));
+  if (base == nullptr) {
     throw Error("out of memory: could not allocate " + std::to_string(n) + " bytes for a tensor");
   }
-  deleter = [](void* p) { std::free(p); };
+  const auto addr = reinterpret_cast<std::uintptr_t>(base);
+  ptr = reinterpret_cast<void*>((addr + kAlign - 1) & ~std::uintptr_t{kAlign - 1});
+  deleter = [base](void*) { std::free(base); };
 }
 
 Storage::Storage(void* p, std::size_t n, std::function<void(void*)> d)
@@ -48,9 +56,15 @@ std::string shape_str(const Shape& shape) {
 }
 
 std::int64_t shape_numel(const Shape& shape) {
+  // A zero anywhere gives 0, however large the other dimensions; a product beyond int64 (only
+  // for shapes no tensor can have) saturates instead of overflowing.
   std::int64_t n = 1;
-  for (std::int64_t d : shape) n *= d;
-  return n;
+  bool overflow = false;
+  for (std::int64_t d : shape) {
+    if (d == 0) return 0;
+    overflow = overflow || __builtin_mul_overflow(n, d, &n);
+  }
+  return overflow ? std::numeric_limits<std::int64_t>::max() : n;
 }
 
 Shape contiguous_strides(const Shape& shape) {
@@ -88,10 +102,18 @@ void check_shape(const Shape& shape, const char* what) {
   for (std::int64_t d : shape) {
     if (d < 0) throw Error(std::string(what) + ": negative dimension in shape " + shape_str(shape));
   }
-  // Refuse absurd sizes before allocating: 2^40 elements is far beyond this machine.
-  long double total = 1;
-  for (std::int64_t d : shape) total *= static_cast<long double>(d);
-  if (total > static_cast<long double>(1ll << 40)) {
+  // Refuse absurd sizes before allocating: 2^40 elements is far beyond this machine. Zero
+  // dimensions are skipped, so an empty tensor's other extents obey the limit too and stride
+  // arithmetic on any tensor stays within int64. (Integer arithmetic with an overflow check:
+  // this runs for every op's output.)
+  constexpr std::int64_t kLimit = std::int64_t{1} << 40;
+  std::int64_t total = 1;
+  bool too_large = false;
+  for (std::int64_t d : shape) {
+    if (d == 0) continue;
+    too_large = too_large || __builtin_mul_overflow(total, d, &total) || total > kLimit;
+  }
+  if (too_large) {
     throw Error(std::string(what) + ": shape " + shape_str(shape) + " is too large to allocate");
   }
 }
@@ -191,15 +213,47 @@ void copy_row(const char* src, DType st, std::int64_t ss, char* dst, DType dt, s
 
 }  // namespace
 
-std::shared_ptr<TensorImpl> make_impl(const Shape& shape, DType dtype) {
+namespace {
+
+// A small tensor's bytes live in the same heap block as its Storage (and the shared_ptr control
+// block): one allocation instead of two for the outputs of small ops, whose cost is mostly
+// allocation (bench/overhead_bench.cpp, empty_1x16). 512 bytes = 128 floats keeps the block
+// within glibc's per-thread cache sizes.
+constexpr std::size_t kInlineBytes = 512;
+constexpr std::size_t kAlign = 64;
+
+struct InlineStorage {
+  explicit InlineStorage(std::size_t n)
+      : storage(reinterpret_cast<void*>((reinterpret_cast<std::uintptr_t>(raw) + kAlign - 1) &
+                                        ~std::uintptr_t{kAlign - 1}),
+                n, nullptr) {}
+  Storage storage;
+  unsigned char raw[kInlineBytes + kAlign - 1];  // storage.ptr is the first 64-byte boundary
+};
+
+std::shared_ptr<Storage> make_storage(std::size_t nbytes) {
+  if (nbytes <= kInlineBytes) {
+    auto block = std::make_shared<InlineStorage>(nbytes);
+    Storage* storage = &block->storage;
+    return std::shared_ptr<Storage>(std::move(block), storage);  // shares the block's ownership
+  }
+  return std::make_shared<Storage>(nbytes);
+}
+
+}  // namespace
+
+std::shared_ptr<TensorImpl> make_impl(Shape&& shape, DType dtype) {
   check_shape(shape, "tensor");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<std::size_t>(shape_numel(shape)) *
-                                            dtype_size(dtype));
-  impl->shape = shape;
+  impl->storage = make_storage(static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype));
   impl->strides = contiguous_strides(shape);
+  impl->shape = std::move(shape);
   impl->dtype = dtype;
   return impl;
+}
+
+std::shared_ptr<TensorImpl> make_impl(const Shape& shape, DType dtype) {
+  return make_impl(Shape(shape), dtype);
 }
 
 std::shared_ptr<TensorImpl> make_view(const TensorImpl& base, const Shape& shape,
@@ -231,8 +285,7 @@ void strided_copy(const TensorImpl& src, const TensorImpl& dst) {
     const char* s = static_cast<const char*>(src.data());
     char* d = static_cast<char*>(dst.data());
     const std::size_t ses = dtype_size(src.dtype), des = dtype_size(dst.dtype);
-    oneapi::tbb::parallel_for(std::int64_t(0), (n + grain - 1) / grain, [&](std::int64_t c) {
-      const std::int64_t b = c * grain, e = std::min(n, b + grain);
+    ops::detail::parallel_range(n, grain, [&](std::int64_t b, std::int64_t e) {
       copy_row(s + b * ses, src.dtype, 1, d + b * des, dst.dtype, 1, e - b);
     });
     return;
@@ -242,10 +295,10 @@ void strided_copy(const TensorImpl& src, const TensorImpl& dst) {
   const std::size_t ses = dtype_size(src.dtype), des = dtype_size(dst.dtype);
   const char* sbase = static_cast<const char*>(src.data());
   char* dbase = static_cast<char*>(dst.data());
-  oneapi::tbb::parallel_for(
-      oneapi::tbb::blocked_range<std::int64_t>(0, rows, std::max<std::int64_t>(1, 4096 / inner)),
-      [&](const oneapi::tbb::blocked_range<std::int64_t>& r) {
-        for (std::int64_t row = r.begin(); row < r.end(); ++row) {
+  ops::detail::parallel_range(
+      rows, std::max<std::int64_t>(1, 4096 / inner),
+      [&](std::int64_t row_begin, std::int64_t row_end) {
+        for (std::int64_t row = row_begin; row < row_end; ++row) {
           std::int64_t rem = row, soff = 0, doff = 0;
           for (std::size_t k = nd - 1; k-- > 0;) {
             const std::int64_t idx = rem % src.shape[k];
@@ -346,8 +399,11 @@ std::int64_t Tensor::dim() const {
 }
 std::int64_t Tensor::size(std::int64_t d) const {
   const TensorImpl& t = checked(impl_, "size");
-  return t.shape[static_cast<std::size_t>(
-      wrap_dim(d, static_cast<std::int64_t>(t.shape.size()), "size"))];
+  const auto nd = static_cast<std::int64_t>(t.shape.size());
+  if (d >= 0 && d < nd) return t.shape[static_cast<std::size_t>(d)];  // the common cases first
+  if (d < 0 && d >= -nd) return t.shape[static_cast<std::size_t>(nd + d)];
+  KILN_CHECK(nd > 0, "size: a 0-d tensor has no dimension ", d);
+  return t.shape[static_cast<std::size_t>(wrap_dim(d, nd, "size"))];  // throws: out of range
 }
 std::int64_t Tensor::numel() const { return checked(impl_, "numel").numel(); }
 DType Tensor::dtype() const { return checked(impl_, "dtype").dtype; }

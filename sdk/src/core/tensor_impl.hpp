@@ -29,18 +29,26 @@ struct Storage {
   std::atomic<std::uint64_t> version{0};
 
   // Derived copies of this storage in other layouts (e.g. weights reordered for a primitive),
-  // valid while `version` is unchanged. Keyed by the target memory descriptor.
+  // valid while `version` is unchanged. Keyed by the source view (offset and layout: two views
+  // of one storage may share an offset, e.g. a tensor and a strided slice of it) and the target
+  // memory descriptor.
   struct Derived {
     std::uint64_t version;
     dnnl::memory::desc desc;
     std::shared_ptr<Storage> data;
     std::int64_t offset;
+    dnnl::memory::desc source;
   };
   std::mutex derived_mutex;
   std::vector<Derived> derived;
 };
 
 struct TensorImpl {
+  // User-provided, so make_shared<TensorImpl>() does not zero the whole object (the blocked
+  // descriptor makes it ~850 bytes) before the member initialisers run: every op output and
+  // view is created this way.
+  TensorImpl() noexcept {}
+
   std::shared_ptr<Storage> storage;
   std::int64_t offset = 0;  // elements
   Shape shape;
@@ -64,8 +72,9 @@ struct TensorImpl {
 Shape contiguous_strides(const Shape& shape);
 bool is_contiguous_layout(const Shape& shape, const Shape& strides);
 
-// A new plain contiguous tensor (uninitialised).
+// A new plain contiguous tensor (uninitialised). The rvalue overload takes the shape over.
 std::shared_ptr<TensorImpl> make_impl(const Shape& shape, DType dtype);
+std::shared_ptr<TensorImpl> make_impl(Shape&& shape, DType dtype);
 // A view sharing `base`'s storage.
 std::shared_ptr<TensorImpl> make_view(const TensorImpl& base, const Shape& shape,
                                       const Shape& strides, std::int64_t offset);

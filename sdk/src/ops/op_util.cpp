@@ -1,6 +1,11 @@
 #include "ops/op_util.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
+#include <exception>
+
+#include "kiln/context.hpp"
 
 namespace kiln::ops::detail {
 
@@ -36,17 +41,38 @@ Shape broadcast_shape(const Shape& a, const Shape& b, const char* op) {
   return out;
 }
 
+// Kiln's kernels run between oneDNN primitives, so they use the same OpenMP team: its workers are
+// still spinning from the last primitive, whereas TBB workers would have to share the cores with
+// them (docs/benchmarks.md, "Threading", measured with bench/threading_bench.cpp).
 void parallel_range(std::int64_t n, std::int64_t grain,
                     const std::function<void(std::int64_t, std::int64_t)>& fn) {
   if (n <= 0) return;
-  if (n <= grain) {
+  grain = std::max<std::int64_t>(grain, 1);
+  if (n <= grain || omp_in_parallel()) {
     fn(0, n);
     return;
   }
-  oneapi::tbb::parallel_for(oneapi::tbb::blocked_range<std::int64_t>(0, n, grain),
-                            [&](const oneapi::tbb::blocked_range<std::int64_t>& r) {
-                              fn(r.begin(), r.end());
-                            });
+  const std::int64_t chunks = (n + grain - 1) / grain;
+  const int threads =
+      static_cast<int>(std::min<std::int64_t>(apply_thread_budget_to_this_thread(), chunks));
+  if (threads <= 1) {
+    fn(0, n);
+    return;
+  }
+  // `chunks` near-equal pieces of at most `grain` items; the boundaries depend on n and grain
+  // only. Each thread takes a contiguous run of them (the same run for the same shapes, which
+  // keeps a tensor's halves in the same core's cache from op to op).
+  std::exception_ptr error;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    try {
+      fn(c * n / chunks, (c + 1) * n / chunks);
+    } catch (...) {
+#pragma omp critical(kiln_parallel_range_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 EltwiseAlg eltwise_alg(Act act, float alpha) {

@@ -24,7 +24,10 @@ void require_dim(const Tensor& t, std::int64_t nd, const char* op, const char* a
 // numpy broadcasting of two shapes; throws naming op when incompatible.
 Shape broadcast_shape(const Shape& a, const Shape& b, const char* op);
 
-// Runs fn(begin, end) over [0, n) in parallel chunks of at least `grain` items (serial when small).
+// Runs fn(begin, end) over [0, n): serially when n <= grain, otherwise on the calling thread's
+// OpenMP team (the threads oneDNN's primitives run on) in pieces of (grain/2, grain] items whose
+// boundaries depend on n and grain only. fn runs concurrently on disjoint pieces; an exception
+// thrown by fn is rethrown here.
 void parallel_range(std::int64_t n, std::int64_t grain,
                     const std::function<void(std::int64_t, std::int64_t)>& fn);
 

@@ -1,0 +1,71 @@
+// Tensor allocation details that the per-op fast paths rely on: 64-byte alignment for every size
+// (small tensors share one heap block with their Storage), the size limit check, and size(d).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "kiln/tensor.hpp"
+#include "support/test_support.hpp"
+
+namespace kiln {
+namespace {
+
+TEST(TensorAlloc, EveryOutputIs64ByteAlignedAndWritable) {
+  std::vector<Tensor> keep;  // keep them alive so the blocks are distinct
+  for (std::int64_t n : {0, 1, 3, 16, 127, 128, 129, 1000, 4096, 1 << 20}) {
+    for (DType t : {DType::f32, DType::bf16, DType::u8}) {
+      Tensor x = Tensor::empty({n}, t);
+      EXPECT_EQ(reinterpret_cast<std::uintptr_t>(x.raw_data()) % 64, 0u)
+          << n << " " << dtype_name(t);
+      if (n > 0) {
+        x.fill_(3.f);
+        EXPECT_EQ(x.to_vector().back(), 3.f);
+      }
+      keep.push_back(x);
+    }
+  }
+  // Values survive other allocations (no overlap between small blocks).
+  for (const Tensor& x : keep) {
+    if (x.numel() > 0) {
+      EXPECT_EQ(x.to_vector().front(), 3.f);
+    }
+  }
+}
+
+TEST(TensorAlloc, ViewsKeepSmallStorageAlive) {
+  Tensor v;
+  {
+    Tensor x = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
+    v = x.slice(1, 1, 3);
+  }
+  EXPECT_EQ(v.contiguous().to_vector(), (std::vector<float>{2, 3, 5, 6}));
+}
+
+TEST(TensorAlloc, SizeLimitAndZeroSizedShapes) {
+  EXPECT_THROW(Tensor::empty({1 << 21, 1 << 20}), Error);          // 2^41 elements
+  EXPECT_THROW(Tensor::empty({std::int64_t{1} << 62, 4}), Error);  // overflows int64
+  EXPECT_THROW(Tensor::empty({2, -1}), Error);
+  // A zero makes the tensor empty; the other dimensions still obey the limit.
+  EXPECT_EQ(Tensor::empty({std::int64_t{1} << 40, 0}).numel(), 0);
+  EXPECT_EQ(Tensor::empty({0, std::int64_t{1} << 40}).strides(), (Shape{std::int64_t{1} << 40, 1}));
+  EXPECT_THROW(Tensor::empty({std::int64_t{1} << 40, std::int64_t{1} << 40, 0}), Error);
+  EXPECT_EQ(shape_numel({std::int64_t{1} << 62, 4}), std::numeric_limits<std::int64_t>::max());
+  EXPECT_EQ(shape_numel({std::int64_t{1} << 62, 4, 0}), 0);
+}
+
+TEST(TensorAlloc, SizeAcceptsNegativeIndicesAndRejectsOthers) {
+  Tensor x = Tensor::empty({2, 3, 4});
+  EXPECT_EQ(x.size(0), 2);
+  EXPECT_EQ(x.size(2), 4);
+  EXPECT_EQ(x.size(-1), 4);
+  EXPECT_EQ(x.size(-3), 2);
+  EXPECT_THROW(x.size(3), Error);
+  EXPECT_THROW(x.size(-4), Error);
+  EXPECT_THROW(Tensor::scalar(1.f).size(0), Error);  // a 0-d tensor has no dimensions
+  EXPECT_THROW(Tensor().size(0), Error);
+}
+
+}  // namespace
+}  // namespace kiln
