@@ -1,0 +1,348 @@
+// Kiln's conv2d against the same oneDNN convolution primitives called directly.
+//
+//   build/bench/bench_ops_conv_bench                       # all cases, console + ratio table
+//   build/bench/bench_ops_conv_bench --benchmark_filter=unet --benchmark_repetitions=5
+//
+// Cases are model layers from ../shared/peers/README.md at batch 64: the DCGAN discriminator's
+// convolutions (B2; LeakyReLU(0.2) fused where the model has it) and the DDPM U-Net's 3x3
+// convolutions (B6) at 28x28, 14x14 and 7x7, plus one DCGAN generator transposed convolution.
+//
+// Implementations, named "<pass>/<case>/<impl>":
+//   direct      the oneDNN primitive(s) built with format `any`, the input reordered into the
+//               primitive's layout and the weights prepacked outside the timed loop, output
+//               memory preallocated: each iteration is execute + wait.
+//   kiln        ops::conv2d (or conv_transpose2d) on an input already in that layout, as a
+//               tensor coming from the previous layer would be.
+//   kiln_plain  the same from a plain NCHW input (forward only): adds the input reorder.
+// "fwd" runs inference (NoGradGuard); "fwdbwd" runs forward_training + backward data +
+// backward weights/bias (no activation), Kiln through its autograd with the input's producer
+// simulated by a no-op node so the input gradient stays in the blocked layout.
+// GFLOP/s counts 2 * MACs per forward; a training pass counts 3x that.
+#include <omp.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "kiln/autograd.hpp"
+#include "kiln/context.hpp"
+#include "kiln/dnnl_interop.hpp"
+#include "kiln/ops.hpp"
+#include "kiln/random.hpp"
+
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+struct ConvCase {
+  const char* name;
+  std::int64_t n, ic, ih, iw, oc, k, stride, pad;
+  kiln::ops::Act act;
+  float alpha;
+  bool transposed;
+
+  std::int64_t oh() const {
+    return transposed ? (ih - 1) * stride - 2 * pad + k : (ih + 2 * pad - k) / stride + 1;
+  }
+  std::int64_t ow() const {
+    return transposed ? (iw - 1) * stride - 2 * pad + k : (iw + 2 * pad - k) / stride + 1;
+  }
+  // Multiply-adds of the forward pass times 2.
+  double flops() const {
+    const double per = 2.0 * static_cast<double>(ic * oc * k * k);
+    return per * static_cast<double>(n) * static_cast<double>(transposed ? ih * iw : oh() * ow());
+  }
+  kiln::Shape x_shape() const { return {n, ic, ih, iw}; }
+  kiln::Shape w_shape() const {
+    return transposed ? kiln::Shape{ic, oc, k, k} : kiln::Shape{oc, ic, k, k};
+  }
+  kiln::Shape y_shape() const { return {n, oc, oh(), ow()}; }
+};
+
+const std::vector<ConvCase>& cases() {
+  using kiln::ops::Act;
+  static const std::vector<ConvCase> c = {
+      {"dcgan_d1_1to64_k4s2", 64, 1, 28, 28, 64, 4, 2, 1, Act::leaky_relu, 0.2f, false},
+      {"dcgan_d2_64to128_k4s2", 64, 64, 14, 14, 128, 4, 2, 1, Act::leaky_relu, 0.2f, false},
+      {"dcgan_d3_128to256_k3s2", 64, 128, 7, 7, 256, 3, 2, 1, Act::leaky_relu, 0.2f, false},
+      {"dcgan_d4_256to1_k4", 64, 256, 4, 4, 1, 4, 1, 0, Act::sigmoid, 0.f, false},
+      {"unet_64to64_28x28", 64, 64, 28, 28, 64, 3, 1, 1, Act::none, 0.f, false},
+      {"unet_128to128_14x14", 64, 128, 14, 14, 128, 3, 1, 1, Act::none, 0.f, false},
+      {"unet_256to256_7x7", 64, 256, 7, 7, 256, 3, 1, 1, Act::none, 0.f, false},
+      {"dcgan_g2_convT256to128_k4s2", 64, 256, 7, 7, 128, 4, 2, 1, Act::none, 0.f, true},
+  };
+  return c;
+}
+
+kiln::Tensor random(const kiln::Shape& shape, std::uint64_t seed) {
+  kiln::Generator gen(seed);
+  return kiln::Tensor::rand(shape, gen, -1.f, 1.f);
+}
+
+dnnl::post_ops act_post_ops(const ConvCase& c) {
+  dnnl::post_ops po;
+  using kiln::ops::Act;
+  if (c.act == Act::leaky_relu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, c.alpha, 0.f);
+  if (c.act == Act::sigmoid) po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f);
+  return po;
+}
+
+// The oneDNN primitives of one case with every memory object prepared up front.
+struct Direct {
+  Direct(const ConvCase& c, bool training) : eng(kiln::dnnl_engine()), strm(eng) {
+    const memory::dims strides = {c.stride, c.stride}, pads = {c.pad, c.pad}, dil = {0, 0};
+    const memory::desc src_any({c.n, c.ic, c.ih, c.iw}, dt::f32, tag::any);
+    const memory::desc dst_any({c.n, c.oc, c.oh(), c.ow()}, dt::f32, tag::any);
+    const memory::desc wei_any({c.oc, c.ic, c.k, c.k}, dt::f32, tag::any);
+    const memory::desc bias_md({c.oc}, dt::f32, tag::a);
+    // PyTorch-layout user weights: conv [O, I, k, k] = oihw; conv-transpose [I, O, k, k] = iohw.
+    const memory::desc wei_user({c.oc, c.ic, c.k, c.k}, dt::f32,
+                                c.transposed ? tag::iohw : tag::oihw);
+    const auto prop =
+        training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+    dnnl::primitive_attr attr;
+    if (!training) attr.set_post_ops(act_post_ops(c));
+    memory::desc src_md, dst_md, wei_md, bwd_wei_md, dsrc_md, ddst_md, dwei_md, bsrc_md;
+    if (c.transposed) {
+      dnnl::deconvolution_forward::desc d(prop, dnnl::algorithm::deconvolution_direct, src_any,
+                                          wei_any, bias_md, dst_any, strides, dil, pads, pads);
+      dnnl::deconvolution_forward::primitive_desc pd(d, attr, eng);
+      fwd = dnnl::deconvolution_forward(pd);
+      src_md = pd.src_desc();
+      dst_md = pd.dst_desc();
+      wei_md = pd.weights_desc();
+      impl = pd.impl_info_str();
+    } else {
+      dnnl::convolution_forward::desc d(prop, dnnl::algorithm::convolution_direct, src_any, wei_any,
+                                        bias_md, dst_any, strides, dil, pads, pads);
+      dnnl::convolution_forward::primitive_desc pd(d, attr, eng);
+      fwd = dnnl::convolution_forward(pd);
+      src_md = pd.src_desc();
+      dst_md = pd.dst_desc();
+      wei_md = pd.weights_desc();
+      impl = pd.impl_info_str();
+      if (training) {
+        dnnl::convolution_backward_data::desc bd(dnnl::algorithm::convolution_direct, src_any,
+                                                 wei_any, dst_any, strides, dil, pads, pads);
+        dnnl::convolution_backward_data::primitive_desc bpd(bd, eng, pd);
+        bwd_data = dnnl::convolution_backward_data(bpd);
+        bwd_wei_md = bpd.weights_desc();
+        dsrc_md = bpd.diff_src_desc();
+        ddst_md = bpd.diff_dst_desc();
+        dnnl::convolution_backward_weights::desc wd(dnnl::algorithm::convolution_direct, src_any,
+                                                    wei_any, bias_md, dst_any, strides, dil, pads,
+                                                    pads);
+        dnnl::convolution_backward_weights::primitive_desc wpd(wd, eng, pd);
+        bwd_weights = dnnl::convolution_backward_weights(wpd);
+        dwei_md = wpd.diff_weights_desc();
+        bsrc_md = wpd.src_desc();
+        if (wpd.diff_dst_desc() != ddst_md || bsrc_md != src_md) {
+          std::fprintf(stderr, "note: %s backward layouts differ between primitives\n", c.name);
+        }
+      }
+    }
+    // Inputs reordered into the primitive's layouts outside the timed loop.
+    const kiln::Tensor x = random(c.x_shape(), 1), w = random(c.w_shape(), 2);
+    src = reorder_from(x, src_md);
+    wei = reorder_from(w, wei_user, wei_md);
+    bias = memory(bias_md, eng);
+    fill(bias, 0.1f);
+    dst = memory(dst_md, eng);
+    if (training) {
+      wei_bwd = reorder_from(w, wei_user, bwd_wei_md);
+      diff_dst = reorder_from(random(c.y_shape(), 3), ddst_md);
+      diff_src = memory(dsrc_md, eng);
+      diff_wei = memory(dwei_md, eng);
+      diff_bias = memory(bias_md, eng);
+    }
+  }
+
+  void forward() {
+    fwd.execute(
+        strm,
+        {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst}});
+    strm.wait();
+  }
+  void backward() {
+    bwd_data.execute(strm, {{DNNL_ARG_DIFF_DST, diff_dst},
+                            {DNNL_ARG_WEIGHTS, wei_bwd},
+                            {DNNL_ARG_DIFF_SRC, diff_src}});
+    bwd_weights.execute(strm, {{DNNL_ARG_SRC, src},
+                               {DNNL_ARG_DIFF_DST, diff_dst},
+                               {DNNL_ARG_DIFF_WEIGHTS, diff_wei},
+                               {DNNL_ARG_DIFF_BIAS, diff_bias}});
+    strm.wait();
+  }
+
+  memory reorder_from(const kiln::Tensor& t, const memory::desc& to) {
+    return reorder_from(t, kiln::dnnl_desc(t), to);
+  }
+  memory reorder_from(const kiln::Tensor& t, const memory::desc& from, const memory::desc& to) {
+    memory m(to, eng);
+    memory user(from, eng, t.raw_data());
+    dnnl::reorder(user, m).execute(strm, user, m);
+    strm.wait();
+    return m;
+  }
+  static void fill(memory& m, float v) {
+    auto* p = static_cast<float*>(m.get_data_handle());
+    for (std::size_t i = 0; i < m.get_desc().get_size() / sizeof(float); ++i) p[i] = v;
+  }
+
+  dnnl::engine eng;
+  dnnl::stream strm;
+  dnnl::primitive fwd, bwd_data, bwd_weights;
+  memory src, wei, bias, dst, wei_bwd, diff_dst, diff_src, diff_wei, diff_bias;
+  std::string impl;
+};
+
+kiln::Tensor kiln_forward(const ConvCase& c, const kiln::Tensor& x, const kiln::Tensor& w,
+                          const kiln::Tensor& b, bool with_act) {
+  const kiln::ops::Act act = with_act ? c.act : kiln::ops::Act::none;
+  if (c.transposed) {
+    return kiln::ops::conv_transpose2d(x, w, b,
+                                       {.stride = {c.stride, c.stride},
+                                        .padding = {c.pad, c.pad},
+                                        .act = act,
+                                        .act_alpha = c.alpha});
+  }
+  return kiln::ops::conv2d(x, w, b,
+                           {.stride = {c.stride, c.stride},
+                            .padding = {c.pad, c.pad},
+                            .act = act,
+                            .act_alpha = c.alpha});
+}
+
+void set_flops(benchmark::State& state, double flops) {
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void bm_direct_fwd(benchmark::State& state, const ConvCase& c) {
+  Direct d(c, false);
+  state.SetLabel(d.impl);
+  for (auto _ : state) d.forward();
+  set_flops(state, c.flops());
+}
+
+void bm_kiln_fwd(benchmark::State& state, const ConvCase& c, bool plain_input) {
+  kiln::NoGradGuard ng;
+  Direct d(c, false);  // only for its src layout
+  const kiln::Tensor xp = random(c.x_shape(), 1);
+  const kiln::Tensor x = plain_input ? xp : kiln::reorder_to(xp, d.src.get_desc());
+  const kiln::Tensor w = random(c.w_shape(), 2), b = kiln::Tensor::full({c.oc}, 0.1f);
+  const kiln::Tensor y0 = kiln_forward(c, x, w, b, true);
+  if (kiln::dnnl_desc(y0) != d.dst.get_desc()) state.SetLabel("output layout differs from direct");
+  for (auto _ : state) {
+    kiln::Tensor y = kiln_forward(c, x, w, b, true);
+    benchmark::DoNotOptimize(y.raw_data());
+  }
+  set_flops(state, c.flops());
+}
+
+void bm_direct_fwdbwd(benchmark::State& state, const ConvCase& c) {
+  Direct d(c, true);
+  state.SetLabel(d.impl);
+  for (auto _ : state) {
+    d.forward();
+    d.backward();
+  }
+  set_flops(state, 3 * c.flops());
+}
+
+void bm_kiln_fwdbwd(benchmark::State& state, const ConvCase& c) {
+  Direct d(c, true);  // for the layouts of x and of the incoming gradient
+  const kiln::Tensor x0 = kiln::reorder_to(random(c.x_shape(), 1), d.src.get_desc());
+  const kiln::Tensor dy = kiln::reorder_to(random(c.y_shape(), 3), d.diff_dst.get_desc());
+  kiln::Tensor feed = kiln::Tensor::zeros({1}).set_requires_grad();
+  kiln::Tensor w = random(c.w_shape(), 2).set_requires_grad();
+  kiln::Tensor b = kiln::Tensor::full({c.oc}, 0.1f).set_requires_grad();
+  for (auto _ : state) {
+    // x as the output of a previous layer: a no-op node, so dx stays in the blocked layout.
+    kiln::Tensor x = x0.detach();
+    kiln::record("feed", {feed}, {&x},
+                 [](const kiln::TensorList&) { return kiln::TensorList{kiln::Tensor()}; });
+    kiln::Tensor y = kiln_forward(c, x, w, b, false);
+    y.backward(dy);
+    w.zero_grad();
+    b.zero_grad();
+  }
+  set_flops(state, 3 * c.flops());
+}
+
+// Console output, then GFLOP/s of kiln vs direct per case.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& r : runs) {
+      if (r.error_occurred) continue;
+      const bool single = r.run_type == Run::RT_Iteration && r.repetitions <= 1;
+      const bool median = r.run_type == Run::RT_Aggregate && r.aggregate_name == "median";
+      if (!single && !median) continue;
+      const std::string& fn = r.run_name.function_name;
+      const std::size_t slash = fn.rfind('/');
+      auto it = r.counters.find("GFLOP/s");
+      if (slash == std::string::npos || it == r.counters.end()) continue;
+      gflops_[fn.substr(0, slash)][fn.substr(slash + 1)] = it->second.value;
+    }
+  }
+  void Finalize() override {
+    std::printf("\n%-40s %10s %10s %10s %8s\n", "case", "direct", "kiln", "kiln_plain",
+                "kiln/direct");
+    for (const auto& [name, impls] : gflops_) {
+      auto get = [&](const char* k) {
+        auto it = impls.find(k);
+        return it == impls.end() ? 0.0 : it->second;
+      };
+      const double direct = get("direct"), kiln = get("kiln"), plain = get("kiln_plain");
+      std::printf("%-40s %10.1f %10.1f %10.1f %7.1f%%\n", name.c_str(), direct, kiln, plain,
+                  direct > 0 ? 100.0 * kiln / direct : 0.0);
+    }
+    std::printf("(GFLOP/s; kiln/direct is the acceptance ratio, target >= 90%%)\n");
+  }
+
+ private:
+  std::map<std::string, std::map<std::string, double>> gflops_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // One thread budget for Kiln and for the direct calls (same thread, same OpenMP team).
+  const char* env = std::getenv("OMP_NUM_THREADS");
+  kiln::set_num_threads(env != nullptr ? std::atoi(env) : 2);
+  omp_set_num_threads(kiln::num_threads());
+  for (const ConvCase& c : cases()) {
+    const std::string n = c.name;
+    benchmark::RegisterBenchmark(("fwd/" + n + "/direct").c_str(), bm_direct_fwd, c)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark(("fwd/" + n + "/kiln").c_str(), bm_kiln_fwd, c, false)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark(("fwd/" + n + "/kiln_plain").c_str(), bm_kiln_fwd, c, true)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+    if (c.transposed) continue;
+    benchmark::RegisterBenchmark(("fwdbwd/" + n + "/direct").c_str(), bm_direct_fwdbwd, c)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark(("fwdbwd/" + n + "/kiln").c_str(), bm_kiln_fwdbwd, c)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
