@@ -268,15 +268,18 @@ Tensor conv_apply(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeom g,
   g.act = fuse ? act : Act::none;
   g.alpha = fuse ? alpha : 0.f;
   const bool gw = grad && w.requires_grad();
+  const bool gb = grad && b.defined() && b.requires_grad();
   Tensor src_used, y;
   {
     NoGradGuard ng;
-    y = conv_run<T>(x.detach(), w, b.defined() ? b.detach() : b, g, grad, gw ? &src_used : nullptr);
+    // The weights/bias backward primitive reads x; keep it only when that pass will run.
+    y = conv_run<T>(x.detach(), w, b.defined() ? b.detach() : b, g, grad,
+                    gw || gb ? &src_used : nullptr);
   }
   if (grad) {
     record(Traits<T>::name, {x, w, b}, {&y},
            [g, src = src_used, wd = w.detach(), yd = g.act == Act::none ? Tensor() : y.detach(),
-            gx = x.requires_grad(), gw, gb = b.defined() && b.requires_grad(),
+            gx = x.requires_grad(), gw, gb,
             bdt = b.defined() ? b.dtype() : DType::f32](const TensorList& gr) {
              const Tensor dz = detail::activation_backward(gr[0], yd, g.act, g.alpha);
              return conv_backward<T>(g, dz, src, wd, gx, gw, gb, bdt);

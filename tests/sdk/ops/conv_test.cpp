@@ -81,21 +81,22 @@ TEST(Conv2d, GradcheckOddShapes) {
         return conv_b(in, {.stride = {2, 2}, .padding = {1, 1}, .dilation = {2, 2}});
       },
       {x, w, b});
-  Tensor xg = test::random_tensor({2, 6, 7, 5}, 4).set_requires_grad();
-  Tensor wg = test::random_tensor({9, 2, 2, 3}, 5).set_requires_grad();
-  Tensor bg = test::random_tensor({9}, 6).set_requires_grad();
+  Tensor xg = test::random_tensor({1, 6, 5, 4}, 4).set_requires_grad();
+  Tensor wg = test::random_tensor({6, 2, 2, 3}, 5).set_requires_grad();
+  Tensor bg = test::random_tensor({6}, 6).set_requires_grad();
   KILN_EXPECT_GRADCHECK(
       [](const TensorList& in) {
         return conv_b(in, {.stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2}, .groups = 3});
       },
       {xg, wg, bg});
-  // Fused (relu, from the output) and unfused (gelu) activations.
+  // Fused (relu, tanh: from the output) and unfused (gelu) activations.
+  Tensor xa = test::random_tensor({1, 2, 4, 3}, 7).set_requires_grad();
+  Tensor wa = test::random_tensor({3, 2, 3, 3}, 8).set_requires_grad();
+  Tensor ba = test::random_tensor({3}, 9).set_requires_grad();
   for (Act act : {Act::relu, Act::tanh, Act::gelu}) {
     KILN_EXPECT_GRADCHECK(
-        [act](const TensorList& in) {
-          return conv_b(in, {.padding = {1, 0}, .act = act});
-        },
-        {x, w, b});
+        [act](const TensorList& in) { return conv_b(in, {.padding = {1, 0}, .act = act}); },
+        {xa, wa, ba});
   }
 }
 
@@ -173,6 +174,30 @@ TEST(Conv2d, TransposedConvConsumesBlockedInput) {
   EXPECT_TRUE(test::all_close(y, y2, 1e-5f, 1e-5f));
   EXPECT_TRUE(test::all_close(h.grad(), hp.grad(), 1e-5f, 1e-5f));
   EXPECT_TRUE(test::all_close(wt.grad(), wt2.grad(), 1e-5f, 1e-5f));
+}
+
+TEST(Conv2d, GradientsOfAnySubsetOfInputs) {
+  Tensor x = test::random_tensor({2, 3, 6, 5}, 1);
+  Tensor w = test::random_tensor({4, 3, 3, 3}, 2);
+  Tensor b = test::random_tensor({4}, 3);
+  Tensor r = test::random_tensor({2, 4, 6, 5}, 4);
+  auto grads = [&](bool gx, bool gw, bool gb) {
+    Tensor xs = x.clone().set_requires_grad(gx), ws = w.clone().set_requires_grad(gw);
+    Tensor bs = b.clone().set_requires_grad(gb);
+    ops::sum(ops::mul(ops::conv2d(xs, ws, bs, {.padding = {1, 1}}), r)).backward();
+    return TensorList{xs.grad(), ws.grad(), bs.grad()};
+  };
+  const TensorList all = grads(true, true, true);
+  for (int mask = 1; mask < 8; ++mask) {
+    const TensorList some = grads(mask & 1, mask & 2, mask & 4);
+    for (std::size_t i = 0; i < 3; ++i) {
+      if (mask & (1 << i)) {
+        EXPECT_TRUE(test::bitwise_equal(some[i], all[i])) << "mask " << mask << " input " << i;
+      } else {
+        EXPECT_FALSE(some[i].defined()) << "mask " << mask << " input " << i;
+      }
+    }
+  }
 }
 
 TEST(Conv2d, AcceptsStridedViews) {
