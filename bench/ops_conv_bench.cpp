@@ -18,11 +18,20 @@
 // backward weights/bias (no activation), Kiln through its autograd with the input's producer
 // simulated by a no-op node so the input gradient stays in the blocked layout.
 // GFLOP/s counts 2 * MACs per forward; a training pass counts 3x that.
+//
+// On a shared machine the load drifts between benchmarks, so after the Google Benchmark table
+// the program also runs each case interleaved (direct, kiln, direct, kiln, ...; default 30
+// rounds, --interleaved_rounds=N, 0 to skip) and prints the best and median GFLOP/s of both and
+// the median of the per-round time ratios, which load drift affects far less.
 #include <omp.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -220,6 +229,42 @@ kiln::Tensor kiln_forward(const ConvCase& c, const kiln::Tensor& x, const kiln::
                             .act_alpha = c.alpha});
 }
 
+// Kiln's training pass on one case: x arrives in the primitive's layout as the output of a
+// previous layer (a no-op node, so dx stays blocked), dy in the layout of the output gradient.
+struct KilnTrain {
+  KilnTrain(const ConvCase& c, const Direct& d)
+      : conv(c),
+        x0(kiln::reorder_to(random(c.x_shape(), 1), d.src.get_desc())),
+        dy(kiln::reorder_to(random(c.y_shape(), 3), d.diff_dst.get_desc())),
+        feed(kiln::Tensor::zeros({1}).set_requires_grad()),
+        w(random(c.w_shape(), 2).set_requires_grad()),
+        b(kiln::Tensor::full({c.oc}, 0.1f).set_requires_grad()) {}
+  void run() {
+    kiln::Tensor x = x0.detach();
+    kiln::record("feed", {feed}, {&x},
+                 [](const kiln::TensorList&) { return kiln::TensorList{kiln::Tensor()}; });
+    kiln::Tensor y = kiln_forward(conv, x, w, b, false);
+    y.backward(dy);
+    w.zero_grad();
+    b.zero_grad();
+  }
+  ConvCase conv;
+  kiln::Tensor x0, dy, feed, w, b;
+};
+
+// Kiln's inference pass on one case, x in the primitive's layout.
+struct KilnInfer {
+  KilnInfer(const ConvCase& c, const Direct& d, bool plain_input)
+      : conv(c),
+        x(plain_input ? random(c.x_shape(), 1)
+                      : kiln::reorder_to(random(c.x_shape(), 1), d.src.get_desc())),
+        w(random(c.w_shape(), 2)),
+        b(kiln::Tensor::full({c.oc}, 0.1f)) {}
+  kiln::Tensor run() const { return kiln_forward(conv, x, w, b, true); }
+  ConvCase conv;
+  kiln::Tensor x, w, b;
+};
+
 void set_flops(benchmark::State& state, double flops) {
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
@@ -235,13 +280,12 @@ void bm_direct_fwd(benchmark::State& state, const ConvCase& c) {
 void bm_kiln_fwd(benchmark::State& state, const ConvCase& c, bool plain_input) {
   kiln::NoGradGuard ng;
   Direct d(c, false);  // only for its src layout
-  const kiln::Tensor xp = random(c.x_shape(), 1);
-  const kiln::Tensor x = plain_input ? xp : kiln::reorder_to(xp, d.src.get_desc());
-  const kiln::Tensor w = random(c.w_shape(), 2), b = kiln::Tensor::full({c.oc}, 0.1f);
-  const kiln::Tensor y0 = kiln_forward(c, x, w, b, true);
-  if (kiln::dnnl_desc(y0) != d.dst.get_desc()) state.SetLabel("output layout differs from direct");
+  const KilnInfer k(c, d, plain_input);
+  if (kiln::dnnl_desc(k.run()) != d.dst.get_desc()) {
+    state.SetLabel("output layout differs from direct");
+  }
   for (auto _ : state) {
-    kiln::Tensor y = kiln_forward(c, x, w, b, true);
+    kiln::Tensor y = k.run();
     benchmark::DoNotOptimize(y.raw_data());
   }
   set_flops(state, c.flops());
@@ -259,22 +303,64 @@ void bm_direct_fwdbwd(benchmark::State& state, const ConvCase& c) {
 
 void bm_kiln_fwdbwd(benchmark::State& state, const ConvCase& c) {
   Direct d(c, true);  // for the layouts of x and of the incoming gradient
-  const kiln::Tensor x0 = kiln::reorder_to(random(c.x_shape(), 1), d.src.get_desc());
-  const kiln::Tensor dy = kiln::reorder_to(random(c.y_shape(), 3), d.diff_dst.get_desc());
-  kiln::Tensor feed = kiln::Tensor::zeros({1}).set_requires_grad();
-  kiln::Tensor w = random(c.w_shape(), 2).set_requires_grad();
-  kiln::Tensor b = kiln::Tensor::full({c.oc}, 0.1f).set_requires_grad();
-  for (auto _ : state) {
-    // x as the output of a previous layer: a no-op node, so dx stays in the blocked layout.
-    kiln::Tensor x = x0.detach();
-    kiln::record("feed", {feed}, {&x},
-                 [](const kiln::TensorList&) { return kiln::TensorList{kiln::Tensor()}; });
-    kiln::Tensor y = kiln_forward(c, x, w, b, false);
-    y.backward(dy);
-    w.zero_grad();
-    b.zero_grad();
-  }
+  KilnTrain k(c, d);
+  for (auto _ : state) k.run();
   set_flops(state, 3 * c.flops());
+}
+
+// Alternates direct and Kiln calls and summarises both (see the header comment).
+void interleaved(int rounds) {
+  if (rounds <= 0) return;
+  std::printf(
+      "\nInterleaved, %d rounds (GFLOP/s best / median; ratio = median over rounds of "
+      "direct time / kiln time)\n",
+      rounds);
+  std::printf("%-40s %17s %17s %8s\n", "case", "direct", "kiln", "ratio");
+  using clock = std::chrono::steady_clock;
+  auto ms = [](clock::time_point a, clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
+  for (const ConvCase& c : cases()) {
+    for (const bool train : {false, true}) {
+      if (train && c.transposed) continue;
+      Direct d(c, train);
+      std::unique_ptr<KilnTrain> kt = train ? std::make_unique<KilnTrain>(c, d) : nullptr;
+      const KilnInfer ki(c, d, false);
+      std::vector<double> td, tk, ratio;
+      for (int r = 0; r < rounds + 3; ++r) {
+        const auto t0 = clock::now();
+        if (train) {
+          d.forward();
+          d.backward();
+        } else {
+          d.forward();
+        }
+        const auto t1 = clock::now();
+        if (train) {
+          kt->run();
+        } else {
+          kiln::NoGradGuard ng;
+          benchmark::DoNotOptimize(ki.run().raw_data());
+        }
+        const auto t2 = clock::now();
+        if (r < 3) continue;  // warm-up
+        td.push_back(ms(t0, t1));
+        tk.push_back(ms(t1, t2));
+        ratio.push_back(td.back() / tk.back());
+      }
+      auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+      };
+      auto best = [](const std::vector<double>& v) {
+        return *std::min_element(v.begin(), v.end());
+      };
+      const double gf = (train ? 3 : 1) * c.flops() * 1e-6;  // per millisecond -> GFLOP/s
+      const std::string name = std::string(train ? "fwdbwd/" : "fwd/") + c.name;
+      std::printf("%-40s %7.1f / %7.1f %7.1f / %7.1f %7.1f%%\n", name.c_str(), gf / best(td),
+                  gf / median(td), gf / best(tk), gf / median(tk), 100 * median(ratio));
+    }
+  }
 }
 
 // Console output, then GFLOP/s of kiln vs direct per case.
@@ -339,10 +425,20 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
   }
+  int rounds = 30;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--interleaved_rounds=", 21) == 0) {
+      rounds = std::atoi(argv[i] + 21);
+      for (int j = i; j + 1 < argc; ++j) argv[j] = argv[j + 1];
+      --argc;
+      break;
+    }
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
+  interleaved(rounds);
   return 0;
 }
