@@ -95,7 +95,9 @@ TEST(Conv2d, GradcheckOddShapes) {
   Tensor ba = test::random_tensor({3}, 9).set_requires_grad();
   for (Act act : {Act::relu, Act::tanh, Act::gelu}) {
     KILN_EXPECT_GRADCHECK(
-        [act](const TensorList& in) { return conv_b(in, {.padding = {1, 0}, .act = act}); },
+        [act](const TensorList& in) {
+          return conv_b(in, {.padding = {1, 0}, .act = act});
+        },
         {xa, wa, ba});
   }
 }
