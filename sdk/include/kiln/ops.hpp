@@ -112,6 +112,13 @@ struct Conv2dOptions {
   float act_alpha = 0.f;
 };
 // x [N, Cin, H, W], w [Cout, Cin/groups, kh, kw], b [Cout] or undefined.
+// Output [N, Cout, Ho, Wo], Ho = (H + 2 padding - dilation (kh - 1) - 1) / stride + 1.
+// The output may hold a blocked oneDNN layout (e.g. nChw16c) that the next conv, norm, pooling
+// or activation reads without a reorder; other ops make it plain when they need to.
+// bf16: when x or w is bf16, both are computed in bf16 (f32 accumulation) and the output is f32;
+// gradients come back in each input's dtype. The activation is fused as a post-op unless a
+// gradient is needed and it cannot be recovered from the output (gelu, silu), in which case it
+// runs as a separate op.
 KILN_API Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(),
                        const Conv2dOptions& opts = {});
 
@@ -125,10 +132,18 @@ struct ConvTranspose2dOptions {
   float act_alpha = 0.f;
 };
 // x [N, Cin, H, W], w [Cin, Cout/groups, kh, kw] (PyTorch layout), b [Cout] or undefined.
+// Output [N, Cout, Ho, Wo], Ho = (H - 1) stride - 2 padding + dilation (kh - 1) + output_padding
+// + 1. output_padding must be smaller than stride or dilation (as PyTorch); oneDNN additionally
+// cannot add output rows beyond padding + stride - 1, so output_padding >= padding + stride (only
+// possible with dilation > stride) is rejected. Layouts, bf16 and fusion as conv2d.
 KILN_API Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(),
                                  const ConvTranspose2dOptions& opts = {});
 
 // ---------------------------------------------------------------- pooling and resampling
+// x [N, C, H, W] (f32 or bf16, any layout: the output keeps x's layout and dtype). Floor mode:
+// Ho = (H + 2 padding - kernel) / stride + 1; padding at most half the kernel. Max pooling never
+// picks a padded position; average pooling divides by kh * kw (count_include_pad) or by the
+// number of in-bounds positions. upsample_nearest2d repeats each pixel scale x scale times.
 struct Pool2dOptions {
   std::array<std::int64_t, 2> kernel{2, 2};
   std::array<std::int64_t, 2> stride{0, 0};  // 0 = same as kernel
@@ -140,9 +155,13 @@ KILN_API Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opts);
 KILN_API Tensor upsample_nearest2d(const Tensor& x, std::int64_t scale);
 
 // ---------------------------------------------------------------- normalisation (oneDNN)
+// Normalisation ops return f32 (a bf16 x is converted). batch_norm and group_norm keep x's
+// layout (blocked or plain); layer_norm works on plain data.
+//
 // Batch norm over channel dim 1 of [N, C, ...]. In training, uses batch statistics and updates
 // running_mean / running_var in place (momentum as PyTorch, unbiased running variance); in
 // evaluation, uses the running statistics. weight / bias may be undefined (affine off).
+// running_mean / running_var (contiguous f32 [C]) may be undefined in training.
 KILN_API Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
                            const Tensor& running_mean, const Tensor& running_var, bool training,
                            float momentum = 0.1f, float eps = 1e-5f);
