@@ -1,0 +1,218 @@
+#include "runtime.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <oneapi/tbb/global_control.h>
+
+#include "host_error.hpp"
+#include "kiln/file_io.hpp"
+#include "kiln/version.hpp"
+#include "text.hpp"
+
+namespace kiln::host {
+namespace fs = std::filesystem;
+
+// ------------------------------------------------------------------------------ threads
+
+ThreadBudget split_thread_budget(int threads) {
+  const int n = std::max(1, threads);
+  // I/O (prefetching batches, encoding and writing samples) is a small fraction of the work:
+  // one TBB thread is enough for it. With three or more threads it gets its own core; with two,
+  // taking a core from compute would halve compute, so the I/O thread shares the cores and runs
+  // in compute's gaps (measured in docs/pipelines.md, "Threads"); with one, I/O runs on the
+  // compute thread between batches.
+  ThreadBudget b;
+  b.io_threads = 1;
+  b.compute_threads = n >= 3 ? n - 1 : n;
+  return b;
+}
+
+bool io_can_overlap() {
+  using oneapi::tbb::global_control;
+  return global_control::active_value(global_control::max_allowed_parallelism) > 1;
+}
+
+// ------------------------------------------------------------------------------ Ctrl-C
+
+namespace {
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void on_sigint(int) {
+  if (g_interrupted.exchange(true)) {
+    static const char msg[] = "\nkiln: interrupted again, quitting at once\n";
+    [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+    ::_exit(kExitInterrupted);
+  }
+  static const char msg[] =
+      "\nkiln: stopping at the next safe point and keeping the work done (Ctrl-C again to quit "
+      "at once)\n";
+  [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+}
+}  // namespace
+
+void install_interrupt_handler() {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+bool interrupted() {
+  return g_interrupted.load(std::memory_order_relaxed);
+}
+void reset_interrupted() {
+  g_interrupted = false;
+}
+
+// ------------------------------------------------------------------------------ TaskContext
+
+HostTaskContext::HostTaskContext(const Pipeline& p, const StageConfig& s, Console& console)
+    : pipeline_(p), stage_(s), console_(console) {}
+
+HostTaskContext::~HostTaskContext() = default;
+
+fs::path HostTaskContext::work_dir() const {
+  const fs::path d = stage_.out_dir / "work";
+  std::error_code ec;
+  fs::create_directories(d, ec);
+  KILN_CHECK(!ec, "cannot create the work folder '", d.string(), "': ", ec.message());
+  return d;
+}
+
+DType HostTaskContext::precision() const {
+  return parse_dtype(pipeline_.precision);
+}
+
+void HostTaskContext::progress(std::int64_t done, std::int64_t total, const std::string& unit) {
+  if (!progress_ || total != progress_total_ || unit != progress_unit_) {
+    progress_ = std::make_unique<Progress>(console_, stage_.id, total, unit);
+    progress_total_ = total;
+    progress_unit_ = unit;
+  }
+  progress_->update(done);
+  if (!console_.is_tty() && total > 0) {
+    // Plain lines at every tenth of the way.
+    const std::int64_t step = std::max<std::int64_t>(1, total / 10);
+    if (done % step == 0 || done == total) progress_->log_line();
+  }
+  if (done >= total) progress_.reset();
+}
+
+void HostTaskContext::stream_text(std::string_view chunk) {
+  if (stage_.host.has("stream") && stage_.host.boolean("stream")) console_.out(std::string(chunk));
+}
+
+// ------------------------------------------------------------------------------ helpers
+
+std::string params_json_relative(const Params& params, const TaskSpec& spec,
+                                 const fs::path& run_dir) {
+  Params out = params;
+  for (const ParamSpec& ps : spec.params) {
+    if (ps.type != ParamType::path || !params.has(ps.name)) continue;
+    const fs::path v(params.string(ps.name));
+    const fs::path rel = v.lexically_relative(run_dir);
+    if (!rel.empty() && *rel.begin() != "..") out.set(ps.name, rel.string());
+  }
+  return out.to_json();
+}
+
+// ------------------------------------------------------------------------------ the run
+
+int run_pipeline(const Pipeline& p, const RunOptions& opts, Console& console) {
+  const ThreadBudget budget = split_thread_budget(p.threads);
+  set_thread_budget(budget);
+
+  try {
+    std::error_code ec;
+    fs::create_directories(p.run_dir, ec);
+    if (ec) {
+      throw runtime_error("cannot create the run folder '" + p.run_dir.string() +
+                          "': " + ec.message() +
+                          "; choose another [pipeline] run_dir or fix the permissions");
+    }
+    try {
+      write_file_atomic(p.run_dir / "pipeline.resolved.toml", p.resolved_toml());
+    } catch (const Error& e) {
+      throw runtime_error("the run folder '" + p.run_dir.string() + "' is not writable (" +
+                          e.what() + "); choose another [pipeline] run_dir or fix the permissions");
+    }
+  } catch (const HostError& e) {
+    console.error(e.what());
+    return e.code();
+  }
+  console.open_log(p.run_dir / "log.txt");
+  console.info("kiln " KILN_VERSION_STRING ": pipeline '" + p.name + "' (" + p.file.string() +
+               "), " + std::to_string(p.stages.size()) + " stage" +
+               (p.stages.size() == 1 ? "" : "s") + ", " + std::to_string(p.threads) +
+               " threads (compute " + std::to_string(budget.compute_threads) + ", I/O " +
+               std::to_string(budget.io_threads) + "), run folder " + p.run_dir.string());
+  install_interrupt_handler();
+
+  for (const StageConfig& s : p.stages) {
+    int code = kExitOk;
+    try {
+      std::error_code ec;
+      fs::create_directories(s.out_dir, ec);
+      if (ec) {
+        throw runtime_error("cannot create the output folder '" + s.out_dir.string() +
+                            "': " + ec.message());
+      }
+      console.info(s.label() + ": starting");
+      HostTaskContext ctx(p, s, console);
+      std::shared_ptr<Task> task;
+      try {
+        task = s.plugin->create_task(s.task_name, s.params, ctx);
+      } catch (const Error& e) {
+        throw runtime_error(s.label() + ": the plugin could not set up the task: " + e.what());
+      }
+      StageRun run{p, s, console, opts, *task};
+      switch (s.kind()) {
+        case TaskKind::train:
+          KILN_CHECK(task->as_train() != nullptr, "plugin '", s.plugin_name, "' declared task '",
+                     s.task_name, "' as a train task but created another kind");
+          code = run_train_stage(run);
+          break;
+        case TaskKind::generate:
+          KILN_CHECK(task->as_generate() != nullptr, "plugin '", s.plugin_name, "' declared task '",
+                     s.task_name, "' as a generate task but created another kind");
+          code = run_generate_stage(run);
+          break;
+        case TaskKind::run:
+          KILN_CHECK(task->as_run() != nullptr, "plugin '", s.plugin_name, "' declared task '",
+                     s.task_name, "' as a run task but created another kind");
+          code = run_task_stage(run);
+          break;
+      }
+      task.reset();  // before its context
+    } catch (const HostError& e) {
+      const std::string msg = e.what();
+      console.error(msg.rfind("stage '", 0) == 0 ? msg : s.label() + " failed: " + msg);
+      return e.code();
+    } catch (const Error& e) {
+      console.error(s.label() + " failed: " + e.what());
+      return kExitRuntime;
+    } catch (const std::exception& e) {
+      console.error(s.label() + " failed with an unexpected error: " + e.what() +
+                    " (plugins should report problems with kiln::Error)");
+      return kExitRuntime;
+    } catch (...) {
+      console.error(s.label() + " failed with an exception that is not a std::exception");
+      return kExitRuntime;
+    }
+    if (code == kExitInterrupted) {
+      console.info(
+          "interrupted: the work done so far is kept; run again with --resume to "
+          "continue");
+      return code;
+    }
+    console.info(s.label() + ": done, outputs in " + s.out_dir.string());
+  }
+  console.info("pipeline '" + p.name + "' finished");
+  return kExitOk;
+}
+
+}  // namespace kiln::host
