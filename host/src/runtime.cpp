@@ -190,7 +190,7 @@ int run_pipeline(const Pipeline& p, const RunOptions& opts, Console& console) {
       task.reset();  // before its context
     } catch (const HostError& e) {
       const std::string msg = e.what();
-      console.error(msg.rfind("stage '", 0) == 0 ? msg : s.label() + " failed: " + msg);
+      console.error(msg.find(s.label()) != std::string::npos ? msg : s.label() + " failed: " + msg);
       return e.code();
     } catch (const Error& e) {
       console.error(s.label() + " failed: " + e.what());

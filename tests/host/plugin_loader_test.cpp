@@ -89,7 +89,8 @@ TEST(PluginLoader, ObjectsKeepTheirLibraryLoaded) {
   {
     auto loaded = load_plugin(file);
     plugin = loaded->plugin();
-    Params p = Params::resolve(loaded->info().find("report")->params, {});
+    Params p = Params::resolve(loaded->info().find("report")->params,
+                               Params({{"title", std::string("t")}}));
     task = loaded->create_task("report", p, ctx);
   }
   EXPECT_TRUE(is_mapped(file));

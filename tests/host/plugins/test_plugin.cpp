@@ -7,6 +7,11 @@
 //   draw   (generate)  images (noise + a square, all from Philox(seed, index)) or text; a model
 //                      from `fit` tints them; delay_ms slows every batch, fail_at_index throws
 //   report (run)       one artifact of every kind; fail / throw_std make it throw
+//
+// Built a second time with KILN_TEST_SLOPPY as the plugin "sloppy", which breaks the contract in
+// ways the conformance suite must catch: a default outside its own range, an unknown task and a
+// missing required parameter accepted, training that is not reproducible, samples that depend on
+// their position in the batch.
 #include <chrono>
 #include <cmath>
 #include <stdexcept>
@@ -27,7 +32,13 @@ using kiln::ParamSpec;
 using kiln::Tensor;
 using kiln::TensorMap;
 
+#ifdef KILN_TEST_SLOPPY
+constexpr const char* kName = "sloppy";
+constexpr bool kSloppy = true;
+#else
 constexpr const char* kName = "test";
+constexpr bool kSloppy = false;
+#endif
 constexpr const char* kVersion = "1.2.3";
 
 std::vector<ParamSpec> fit_params() {
@@ -109,7 +120,8 @@ class FitTask final : public kiln::TrainTask {
       gb += 2 * e;
     }
     loss /= static_cast<double>(n);
-    kiln::Philox rng(info.seed, static_cast<std::uint64_t>(info.step), 1);
+    static std::uint64_t calls = 0;  // sloppy: noise that depends on history, not on the step
+    kiln::Philox rng(info.seed, kSloppy ? calls++ : static_cast<std::uint64_t>(info.step), 1);
     const float noise = static_cast<float>(params_.number("noise"));
     const float lr = static_cast<float>(params_.number("lr"));
     for (std::int64_t j = 0; j < f_; ++j) {
@@ -178,7 +190,7 @@ class FitTask final : public kiln::TrainTask {
 
 std::vector<ParamSpec> draw_params() {
   return {
-      ParamSpec::integer("size", 16, "Image width and height").range(4, 256),
+      ParamSpec::integer("size", kSloppy ? 2 : 16, "Image width and height").range(4, 256),
       ParamSpec::choice("color", "rgb", {"grey", "rgb"}, "Image channels"),
       ParamSpec::choice("kind", "image", {"image", "text"}, "What each sample is"),
       ParamSpec::string("label", "sample", "Recorded in each sample's manifest info"),
@@ -208,7 +220,9 @@ class DrawTask final : public kiln::GenerateTask {
     for (std::int64_t i : req.indices) {
       KILN_CHECK(i != params_.integer("fail_at_index"), "test/draw: asked to fail at sample ", i,
                  " (fail_at_index)");
-      Artifact a = params_.string("kind") == "text" ? text(i, req.seed) : image(i, req.seed);
+      // sloppy: the seed of a sample depends on its position in the batch
+      const std::uint64_t seed = kSloppy ? req.seed + out.size() : req.seed;
+      Artifact a = params_.string("kind") == "text" ? text(i, seed) : image(i, seed);
       a.info = {{"label", params_.string("label")},
                 {"precision", kiln::dtype_name(ctx_.precision())}};
       out.push_back(std::move(a));
@@ -255,7 +269,7 @@ class DrawTask final : public kiln::GenerateTask {
 
 std::vector<ParamSpec> report_params() {
   return {ParamSpec::integer("rows", 3, "Rows of the table").range(0, 1000),
-          ParamSpec::string("title", "report", "Title of the text artifact"),
+          ParamSpec::string("title", "", "Title of the text artifact").make_required(),
           ParamSpec::boolean("fail", false, "Throw kiln::Error from run()"),
           ParamSpec::boolean("throw_std", false, "Throw std::runtime_error from run()")};
 }
@@ -286,7 +300,8 @@ class ReportTask final : public kiln::RunTask {
     for (int k = 0; k < 24; ++k) im.pixels.push_back(static_cast<std::uint8_t>(k * 10));
     std::vector<Artifact> out;
     out.push_back(Artifact::make_image(-1, im, "pattern"));
-    out.push_back(Artifact::make_text(-1, params_.string("title") + "\n", "summary"));
+    const std::string title = params_.has("title") ? params_.string("title") : "untitled";
+    out.push_back(Artifact::make_text(-1, title + "\n", "summary"));
     out.push_back(Artifact::make_table("table", table));
     out.push_back(
         Artifact::make_tensors("weights", {{"w", Tensor::arange(4)}}, {{"note", "four"}}));
@@ -327,6 +342,11 @@ class TestPlugin final : public kiln::Plugin {
                                           kiln::TaskContext& ctx) override {
     const kiln::PluginInfo i = info();
     const kiln::TaskSpec* spec = i.find(task);
+    if (kSloppy) {
+      if (task == "fit") return std::make_unique<FitTask>(params, ctx);
+      if (task == "draw") return std::make_unique<DrawTask>(params, ctx);
+      return std::make_unique<ReportTask>(params, ctx);  // even for unknown tasks
+    }
     KILN_CHECK(spec != nullptr, "test: no task '", task, "'");
     // Parameters come complete from the host; checking them again costs nothing and catches a
     // caller that forgot one.
@@ -339,7 +359,11 @@ class TestPlugin final : public kiln::Plugin {
 
 }  // namespace
 
+#ifdef KILN_TEST_SLOPPY
+KILN_PLUGIN(TestPlugin, "sloppy")
+#else
 KILN_PLUGIN(TestPlugin, "test")
+#endif
 KILN_PLUGIN_CONFORMANCE(R"({"fit": {"samples": 24, "batch_size": 4},
                             "draw": {"model": "@fit", "size": 8, "count": 3},
-                            "report": {"rows": 2}})")
+                            "report": {"rows": 2, "title": "check"}})")
