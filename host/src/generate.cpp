@@ -39,12 +39,12 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
-// Runs jobs one at a time on a TBB arena of `threads` workers, concurrently with the caller; or
-// on the caller's thread when TBB has no worker to spare (a budget of one thread).
+// Runs jobs one at a time on a TBB arena of `threads` workers, concurrently with the caller
+// (`overlap`), or on the caller's thread when the thread budget has no thread to spare.
 class IoQueue {
  public:
-  explicit IoQueue(int threads)
-      : async_(io_can_overlap()), arena_(std::max(1, threads), /*reserved_for_masters=*/0) {}
+  IoQueue(int threads, bool overlap)
+      : async_(overlap), arena_(std::max(1, threads), /*reserved_for_masters=*/0) {}
   ~IoQueue() {
     try {
       wait();
@@ -121,6 +121,8 @@ class Sampler {
     std::error_code ec;
     fs::create_directories(samples_dir_, ec);
     if (ec) throw runtime_error("cannot create '" + samples_dir_.string() + "': " + ec.message());
+    remove_stale_temporaries(samples_dir_);
+    remove_stale_temporaries(s_.out_dir);
     if (r_.options.resume) {
       verify_existing();
     } else {
@@ -145,8 +147,7 @@ class Sampler {
         (done_.empty() ? "" : ", " + std::to_string(done_.size()) + " already complete") +
         ", seed " + std::to_string(s_.seed) + ", batches of " + std::to_string(batch_));
 
-    const ThreadBudget budget = thread_budget();
-    IoQueue io(budget.io_threads);
+    IoQueue io(r_.threads.budget.io_threads, r_.threads.overlap_io);
     Progress progress(r_.console, s_.id, static_cast<std::int64_t>(indices_.size()), "sample",
                       static_cast<std::int64_t>(done_.size()));
     std::int64_t finished = static_cast<std::int64_t>(done_.size());
@@ -238,7 +239,9 @@ class Sampler {
       e.rel_path = rel_path(a.index, a.kind);
       e.sha256 = sha256_hex(bytes);
       e.info = a.info;
-      write_file_atomic(s_.out_dir / e.rel_path, bytes);
+      // No fsync per sample (7.5 ms each here, 40x the write): the manifest's digest is what
+      // --resume trusts, so a sample lost to a power cut is simply made again.
+      write_file_replace(s_.out_dir / e.rel_path, bytes);
     });
     std::string lines;
     for (const Encoded& e : enc) {

@@ -3,7 +3,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
+#include <regex>
 
 #include <oneapi/tbb/global_control.h>
 
@@ -17,22 +19,19 @@ namespace fs = std::filesystem;
 
 // ------------------------------------------------------------------------------ threads
 
-ThreadBudget split_thread_budget(int threads) {
+ThreadPlan plan_threads(int threads) {
   const int n = std::max(1, threads);
-  // I/O (prefetching batches, encoding and writing samples) is a small fraction of the work:
-  // one TBB thread is enough for it. With three or more threads it gets its own core; with two,
-  // taking a core from compute would halve compute, so the I/O thread shares the cores and runs
-  // in compute's gaps (measured in docs/pipelines.md, "Threads"); with one, I/O runs on the
-  // compute thread between batches.
-  ThreadBudget b;
-  b.io_threads = 1;
-  b.compute_threads = n >= 3 ? n - 1 : n;
-  return b;
-}
-
-bool io_can_overlap() {
-  using oneapi::tbb::global_control;
-  return global_control::active_value(global_control::max_allowed_parallelism) > 1;
+  // Loading, encoding and writing are a small share of the work: one TBB thread is enough. It
+  // gets a thread of its own from three threads on. With one or two, taking a thread from compute
+  // would halve it, and running the I/O thread beside a full OpenMP team oversubscribes the cores:
+  // OpenMP threads spin at their barriers, so one preempted team member stalls the whole team
+  // (measured: 1.3 s typical, 7-10 s outliers for the same run; docs/pipelines.md, "Threads").
+  // Then I/O runs on the compute thread between batches instead.
+  ThreadPlan plan;
+  plan.budget.io_threads = 1;
+  plan.budget.compute_threads = n >= 3 ? n - 1 : n;
+  plan.overlap_io = n >= 3;
+  return plan;
 }
 
 // ------------------------------------------------------------------------------ Ctrl-C
@@ -108,6 +107,22 @@ void HostTaskContext::stream_text(std::string_view chunk) {
 
 // ------------------------------------------------------------------------------ helpers
 
+int remove_stale_temporaries(const fs::path& dir) {
+  static const std::regex pattern("\\..+\\.tmp-([0-9]+)-[0-9]+");
+  int removed = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::smatch m;
+    const std::string name = it->path().filename().string();
+    if (!std::regex_match(name, m, pattern)) continue;
+    const auto pid = static_cast<pid_t>(std::stoll(m[1]));
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno == EPERM) continue;  // still writing
+    std::error_code rm;
+    if (fs::remove(it->path(), rm)) ++removed;
+  }
+  return removed;
+}
+
 std::string params_json_relative(const Params& params, const TaskSpec& spec,
                                  const fs::path& run_dir) {
   Params out = params;
@@ -123,8 +138,8 @@ std::string params_json_relative(const Params& params, const TaskSpec& spec,
 // ------------------------------------------------------------------------------ the run
 
 int run_pipeline(const Pipeline& p, const RunOptions& opts, Console& console) {
-  const ThreadBudget budget = split_thread_budget(p.threads);
-  set_thread_budget(budget);
+  const ThreadPlan plan = plan_threads(p.threads);
+  set_thread_budget(plan.budget);
 
   try {
     std::error_code ec;
@@ -148,8 +163,10 @@ int run_pipeline(const Pipeline& p, const RunOptions& opts, Console& console) {
   console.info("kiln " KILN_VERSION_STRING ": pipeline '" + p.name + "' (" + p.file.string() +
                "), " + std::to_string(p.stages.size()) + " stage" +
                (p.stages.size() == 1 ? "" : "s") + ", " + std::to_string(p.threads) +
-               " threads (compute " + std::to_string(budget.compute_threads) + ", I/O " +
-               std::to_string(budget.io_threads) + "), run folder " + p.run_dir.string());
+               " threads (compute " + std::to_string(plan.budget.compute_threads) +
+               (plan.overlap_io ? ", I/O " + std::to_string(plan.budget.io_threads) + " alongside"
+                                : ", I/O between batches") +
+               "), run folder " + p.run_dir.string());
   install_interrupt_handler();
 
   for (const StageConfig& s : p.stages) {
@@ -169,7 +186,7 @@ int run_pipeline(const Pipeline& p, const RunOptions& opts, Console& console) {
       } catch (const Error& e) {
         throw runtime_error(s.label() + ": the plugin could not set up the task: " + e.what());
       }
-      StageRun run{p, s, console, opts, *task};
+      StageRun run{p, s, console, opts, plan, *task};
       switch (s.kind()) {
         case TaskKind::train:
           KILN_CHECK(task->as_train() != nullptr, "plugin '", s.plugin_name, "' declared task '",

@@ -21,11 +21,14 @@ struct RunOptions {
   std::int64_t shard_count = 1;
 };
 
-// How a budget of `threads` is split between oneDNN's OpenMP team (compute) and the TBB arena
-// that loads, encodes and writes (io). See docs/pipelines.md, "Threads".
-ThreadBudget split_thread_budget(int threads);
-// True when TBB has a worker thread to run I/O concurrently with compute.
-bool io_can_overlap();
+// How a budget of `threads` is used: oneDNN's OpenMP team (compute) and, when there is a thread
+// to spare, one TBB thread that loads batches and encodes and writes samples while compute runs.
+// OpenMP and TBB threads together never exceed the budget. See docs/pipelines.md, "Threads".
+struct ThreadPlan {
+  ThreadBudget budget;
+  bool overlap_io = false;  // false: loading and writing run on the compute thread, in turn
+};
+ThreadPlan plan_threads(int threads);
 
 // Ctrl-C: the first SIGINT sets the flag (stages stop at the next safe point, keep their work
 // and exit 130); a second one ends the process at once.
@@ -61,6 +64,7 @@ struct StageRun {
   const StageConfig& stage;
   Console& console;
   const RunOptions& options;
+  const ThreadPlan& threads;
   Task& task;
 };
 
@@ -72,6 +76,11 @@ int run_task_stage(StageRun& r);
 // Loads nothing: `p` is validated. Creates the run folder, writes the resolved pipeline and the
 // log, runs the stages in order and returns the exit code (errors are printed, not thrown).
 int run_pipeline(const Pipeline& p, const RunOptions& opts, Console& console);
+
+// Removes the temporaries kiln::AtomicFile leaves when a process dies mid-write
+// (".<name>.tmp-<pid>-<n>") from `dir`, unless that process is still running (a shard writing to
+// the same folder). Returns how many were removed.
+int remove_stale_temporaries(const std::filesystem::path& dir);
 
 // Parameters as JSON for manifests and checkpoints: path values inside `run_dir` are written
 // relative to it, so two runs of the same pipeline in different folders record the same text.

@@ -99,13 +99,17 @@ class Trainer {
   }
 
   int run() {
+    StageRun& r = r_;
     std::shared_ptr<const data::Dataset> dataset = task_.train_data();
     KILN_CHECK(dataset != nullptr, "the plugin's train_data() returned no dataset");
     data::DataLoader loader(dataset, {.batch_size = batch_size_,
                                       .shuffle = shuffle_,
                                       .drop_last = true,
                                       .seed = s_.seed,
-                                      .prefetch = 2});
+                                      // The next batch is built on the I/O thread when the
+                                      // budget has one (one at a time: one thread); otherwise
+                                      // here, between steps.
+                                      .prefetch = r.threads.overlap_io ? 1 : 0});
     const std::int64_t per_epoch = loader.batches_per_epoch();
     if (per_epoch == 0) {
       throw pipeline_error(where("batch_size") + ": " + s_.label() + ": the training data has " +
@@ -121,6 +125,8 @@ class Trainer {
     if (ec) {
       throw runtime_error("cannot create '" + ckpt_dir_.string() + "': " + ec.message());
     }
+    remove_stale_temporaries(ckpt_dir_);
+    remove_stale_temporaries(s_.out_dir);
     Position pos;
     if (r_.options.resume) {
       pos = restore();

@@ -67,10 +67,14 @@ TEST_F(Generate, SamePipelineTwiceGivesByteIdenticalOutputs) {
       "count = 13\nbatch = 4\ngrid = 4\n"
       "[[stage]]\nid = \"text\"\nplugin = \"test\"\ntask = \"draw\"\n"
       "kind = \"text\"\ncount = 6\nbatch = 5\n");
-  const Result a = kiln({"run", file.string()}, dir_ / "a");
+  // One run writes on an I/O thread alongside compute (3 threads), the other in turns (2): the
+  // test plugin's samples do not depend on the thread count, so the bytes must not either.
+  const Result a = kiln({"run", file.string(), "--threads", "3"}, dir_ / "a");
   ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_TRUE(contains(a.err, "3 threads (compute 2, I/O 1 alongside)")) << a.err;
   const Result b = kiln({"run", file.string()}, dir_ / "b");
   ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_TRUE(contains(b.err, "2 threads (compute 2, I/O between batches)")) << b.err;
   for (const std::string stage : {"draw", "text"}) {
     const auto da = test::tree_digest(dir_ / "a" / stage);
     EXPECT_EQ(da, test::tree_digest(dir_ / "b" / stage)) << stage;
@@ -170,11 +174,11 @@ TEST_F(Generate, ResumeRemakesOnlyMissingOrCorruptSamples) {
 TEST_F(Generate, ResumeAfterKill9GivesExactlyCountSamples) {
   const fs::path file = pipeline("count = 40\nbatch = 2\ndelay_ms = 25\n");
   ASSERT_EQ(kiln({"run", file.string()}, dir_ / "reference").code, 0);
-  const fs::path stage = dir_ / "killed" / "draw";
+  const fs::path stage = dir_ / "killed" / "draw";  // written on the I/O thread (3 threads)
   {
-    test::Process p(
-        {"run", file.string(), "--set", "pipeline.run_dir=" + (dir_ / "killed").string()},
-        dir_.path());
+    test::Process p({"run", file.string(), "--threads", "3", "--set",
+                     "pipeline.run_dir=" + (dir_ / "killed").string()},
+                    dir_.path());
     ASSERT_TRUE(test::wait_until(
         [&] { return test::lines_of(test::read_text(stage / "manifest.jsonl")).size() >= 6; }));
     p.signal(SIGKILL);
@@ -182,7 +186,7 @@ TEST_F(Generate, ResumeAfterKill9GivesExactlyCountSamples) {
   }
   const auto partial = test::lines_of(test::read_text(stage / "manifest.jsonl"));
   EXPECT_LT(partial.size(), 40u);
-  const Result r = kiln({"run", file.string(), "--resume"}, dir_ / "killed");
+  const Result r = kiln({"run", file.string(), "--resume", "--threads", "3"}, dir_ / "killed");
   ASSERT_EQ(r.code, 0) << r.err;
   expect_complete(stage, stage / "manifest.jsonl", 40);
   EXPECT_EQ(test::tree_digest(stage), test::tree_digest(dir_ / "reference" / "draw"));

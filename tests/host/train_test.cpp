@@ -105,12 +105,13 @@ TEST_F(Train, ResumeAfterKill9GivesTheSameFinalCheckpoint) {
   // 400 examples: 300 / 8 = 37 steps per epoch, 74 steps of 10 ms.
   const fs::path file =
       pipeline("samples = 400\nepochs = 2\ncheckpoint_every = 10\nlog_every = 7\nsleep_ms = 10\n");
-  ASSERT_EQ(kiln({"run", file.string()}, dir_ / "whole").code, 0);
+  // 3 threads: the next batch is prefetched on the I/O thread; the resumed run must not care.
+  ASSERT_EQ(kiln({"run", file.string(), "--threads", "3"}, dir_ / "whole").code, 0);
   const fs::path stage = dir_ / "killed" / "train";
   {
-    test::Process p(
-        {"run", file.string(), "--set", "pipeline.run_dir=" + (dir_ / "killed").string()},
-        dir_.path());
+    test::Process p({"run", file.string(), "--threads", "3", "--set",
+                     "pipeline.run_dir=" + (dir_ / "killed").string()},
+                    dir_.path());
     ASSERT_TRUE(test::wait_until([&] {
       return test::read_text(stage / "checkpoints" / "latest") == "step-20.safetensors\n";
     }));
@@ -119,7 +120,7 @@ TEST_F(Train, ResumeAfterKill9GivesTheSameFinalCheckpoint) {
     EXPECT_EQ(p.wait().code, 128 + SIGKILL);
   }
   EXPECT_FALSE(fs::exists(stage / "model.safetensors"));
-  const Result r = kiln({"run", file.string(), "--resume"}, dir_ / "killed");
+  const Result r = kiln({"run", file.string(), "--resume", "--threads", "3"}, dir_ / "killed");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(contains(r.err, "resuming at step")) << r.err;
   for (const std::string f :

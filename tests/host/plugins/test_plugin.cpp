@@ -5,7 +5,8 @@
 //                      velocity is part of the state, gradient noise from Philox(seed, step);
 //                      nan_at_step makes one step's loss NaN, sleep_ms slows every step
 //   draw   (generate)  images (noise + a square, all from Philox(seed, index)) or text; a model
-//                      from `fit` tints them; delay_ms slows every batch, fail_at_index throws
+//                      from `fit` tints them; delay_ms slows every batch, fail_at_index throws;
+//                      matmuls adds oneDNN work per batch (for measuring the thread split)
 //   report (run)       one artifact of every kind; fail / throw_std make it throw
 //
 // Built a second time with KILN_TEST_SLOPPY as the plugin "sloppy", which breaks the contract in
@@ -19,6 +20,7 @@
 
 #include "kiln/data.hpp"
 #include "kiln/file_io.hpp"
+#include "kiln/ops.hpp"
 #include "kiln/plugin.hpp"
 #include "kiln/random.hpp"
 #include "kiln/safetensors.hpp"
@@ -196,6 +198,8 @@ std::vector<ParamSpec> draw_params() {
       ParamSpec::string("label", "sample", "Recorded in each sample's manifest info"),
       ParamSpec::path("model", "A model trained by test/fit; it tints the images").make_optional(),
       ParamSpec::integer("delay_ms", 0, "Milliseconds to sleep per batch").range(0, 10000),
+      ParamSpec::integer("matmuls", 0, "256x256 oneDNN matmuls per sample in each batch")
+          .range(0, 10000),
       ParamSpec::integer("fail_at_index", -1, "Sample index whose generation throws").at_least(-1)};
 }
 
@@ -215,6 +219,12 @@ class DrawTask final : public kiln::GenerateTask {
   std::vector<Artifact> generate(const kiln::SampleRequest& req) override {
     if (params_.integer("delay_ms") > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(params_.integer("delay_ms")));
+    }
+    if (params_.integer("matmuls") > 0) {
+      // Compute whose result is not used: load on oneDNN's OpenMP team, as a real model has.
+      Tensor a = Tensor::full({static_cast<std::int64_t>(req.indices.size()) * 16, 256}, 0.01f);
+      const Tensor w = Tensor::full({256, 256}, 0.01f);
+      for (std::int64_t k = 0; k < params_.integer("matmuls"); ++k) a = kiln::ops::matmul(a, w);
     }
     std::vector<Artifact> out;
     for (std::int64_t i : req.indices) {
