@@ -421,6 +421,7 @@ int cmd_check_plugin(const Args& a, const char* argv0) {
   };
   const ConformanceReport report = check_plugin(file, opts);
   std::cout << report.to_text();
+  if (!report.loaded) return kExitPlugin;
   return report.passed() ? kExitOk : kExitRuntime;
 }
 

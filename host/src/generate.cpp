@@ -300,7 +300,16 @@ class Sampler {
       std::error_code rm;
       if (fs::remove(it->path(), rm)) ++removed;
     }
-    if (shards_ == 1) fs::remove(s_.out_dir / "grid.png", ec);
+    if (shards_ == 1) {
+      // An unsharded run replaces every earlier sample, so shard manifests would lie.
+      static const std::regex shard_manifest("manifest\\.shard-[0-9]+-of-[0-9]+\\.jsonl");
+      for (fs::directory_iterator it(s_.out_dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code rm;
+        if (std::regex_match(it->path().filename().string(), shard_manifest))
+          fs::remove(it->path(), rm);
+      }
+      fs::remove(s_.out_dir / "grid.png", ec);
+    }
     if (removed > 0) {
       r_.console.info(s_.label() + ": replacing " + std::to_string(removed) +
                       " samples of an earlier run (use --resume to keep them)");

@@ -259,8 +259,11 @@ TEST_F(Cli, CheckPluginRunsTheConformanceSuite) {
   EXPECT_TRUE(contains(r.out, "0 failed")) << r.out;
   EXPECT_TRUE(contains(r.out, "PASS  lifetime: drop library, then plugin, then task")) << r.out;
   r = kiln({"check-plugin", (test::kBrokenPluginDir / "kiln_throws.so").string()});
-  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.code, 3);
   EXPECT_TRUE(contains(r.out, "FAIL  the plugin loads")) << r.out;
+  r = kiln({"check-plugin", (fs::path(KILN_SLOPPY_PLUGIN_DIR) / "kiln_sloppy.so").string()});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(contains(r.out, "FAIL  task draw (generate)")) << r.out;
 }
 
 }  // namespace

@@ -146,6 +146,10 @@ TEST_F(Generate, ShardsTogetherEqualTheUnshardedRun) {
     EXPECT_LE(worst, 1) << ref.at("path");
   }
   EXPECT_FALSE(fs::exists(sharded / "grid.png"));
+  // An unsharded run in the same folder replaces the shards' samples and manifests.
+  ASSERT_EQ(kiln({"run", file.string()}, dir_ / "sharded").code, 0);
+  EXPECT_FALSE(fs::exists(sharded / "manifest.shard-0-of-2.jsonl"));
+  EXPECT_EQ(test::tree_digest(sharded), test::tree_digest(whole));
 }
 
 TEST_F(Generate, ResumeRemakesOnlyMissingOrCorruptSamples) {
