@@ -12,7 +12,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -25,6 +24,7 @@
 #include "kiln/file_io.hpp"
 #include "kiln/safetensors.hpp"
 #include "plugin_loader.hpp"
+#include "text.hpp"
 
 extern char** environ;
 
@@ -325,7 +325,9 @@ class Suite {
     if (info.version.empty()) p.add("the version is empty");
     if (info.family.empty()) p.add("the family is empty");
     if (info.description.empty()) p.add("the description is empty");
-    if (!std::regex_match(info.name, std::regex("[a-z0-9_]+"))) {
+    if (info.name.empty() || !std::all_of(info.name.begin(), info.name.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+        })) {
       p.add("the name '" + info.name + "' should use only a-z, 0-9 and _");
     }
     std::set<std::string> tasks;
@@ -341,7 +343,7 @@ class Suite {
       std::set<std::string> names;
       for (const ParamSpec& s : t.params) {
         const std::string pw = tw + " parameter '" + s.name + "'";
-        if (!std::regex_match(s.name, std::regex("[A-Za-z_][A-Za-z0-9_]*"))) {
+        if (!is_identifier(s.name)) {
           p.add(pw + ": names use letters, digits and _");
         }
         if (!names.insert(s.name).second) p.add(pw + " is declared twice");
@@ -647,7 +649,7 @@ class Suite {
       if (const std::string w = well_formed(x); !w.empty()) p.add("run() returned " + w);
       if (x.kind == ArtifactKind::metrics) continue;
       const std::string stem = x.name.empty() && x.index >= 0 ? std::to_string(x.index) : x.name;
-      if (!std::regex_match(stem, std::regex("[A-Za-z0-9_][A-Za-z0-9_.-]*"))) {
+      if (!is_safe_name(stem)) {
         p.add("run() returned an artifact named '" + stem + "'");
       }
       if (!names.insert(stem + "/" + std::to_string(static_cast<int>(x.kind))).second) {

@@ -19,7 +19,6 @@
 #include <cstring>
 #include <fstream>
 #include <future>
-#include <regex>
 #include <set>
 
 #include <oneapi/tbb/parallel_for.h>
@@ -288,24 +287,27 @@ class Sampler {
   }
 
   void clear_previous() {
-    static const std::regex sample("[0-9]+\\.(png|txt)");
     const std::set<std::int64_t> mine(indices_.begin(), indices_.end());
     std::error_code ec;
     std::int64_t removed = 0;
     for (fs::directory_iterator it(samples_dir_, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();
-      if (!std::regex_match(name, sample)) continue;
+      std::optional<std::int64_t> index = number_between(name, "", ".png");
+      if (!index) index = number_between(name, "", ".txt");
+      if (!index) continue;
       // Unsharded: every old sample goes; a shard only clears its own indices.
-      if (shards_ > 1 && mine.count(std::stoll(name)) == 0) continue;
+      if (shards_ > 1 && mine.count(*index) == 0) continue;
       std::error_code rm;
       if (fs::remove(it->path(), rm)) ++removed;
     }
     if (shards_ == 1) {
       // An unsharded run replaces every earlier sample, so shard manifests would lie.
-      static const std::regex shard_manifest("manifest\\.shard-[0-9]+-of-[0-9]+\\.jsonl");
       for (fs::directory_iterator it(s_.out_dir, ec), end; !ec && it != end; it.increment(ec)) {
         std::error_code rm;
-        if (std::regex_match(it->path().filename().string(), shard_manifest))
+        const std::string name = it->path().filename().string();
+        const auto of = name.find("-of-");
+        if (of != std::string::npos && number_between(name.substr(0, of), "manifest.shard-", "") &&
+            number_between(name.substr(of), "-of-", ".jsonl"))
           fs::remove(it->path(), rm);
       }
       fs::remove(s_.out_dir / "grid.png", ec);

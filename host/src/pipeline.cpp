@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -220,8 +219,6 @@ fs::path resolve_against(const fs::path& dir, const std::string& p) {
   return (path.is_absolute() ? path : dir / path).lexically_normal();
 }
 
-const std::regex kStageIdPattern("[A-Za-z0-9_][A-Za-z0-9_.-]*");
-
 toml::array to_toml_array(const ParamValue& v) {
   toml::array a;
   std::visit(
@@ -410,8 +407,7 @@ Pipeline load_pipeline(const fs::path& file, const PipelineOptions& opts) {
       continue;
     }
     if (st.id.empty()) continue;
-    if (!std::regex_match(st.id, kStageIdPattern) || st.id == "pipeline" || st.id == "compute" ||
-        st.id == "plugins") {
+    if (!is_safe_name(st.id) || st.id == "pipeline" || st.id == "compute" || st.id == "plugins") {
       diag.add(sec.find("id")->where,
                "stage id '" + st.id +
                    "' is not allowed: use letters, digits, '_', '-' and '.', not starting with "

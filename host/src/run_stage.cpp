@@ -4,7 +4,6 @@
 // metrics.json (every metrics artifact merged), manifest.jsonl (one line per file written) and
 // stage.json (written last: the stage completed with these settings; --resume skips it then).
 #include <cmath>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -49,8 +48,6 @@ std::string to_csv(const Table& t, const std::string& who) {
   return out;
 }
 
-const std::regex kSafeName("[A-Za-z0-9_][A-Za-z0-9_.-]*");
-
 }  // namespace
 
 int run_task_stage(StageRun& r) {
@@ -92,7 +89,7 @@ int run_task_stage(StageRun& r) {
     }
     std::string stem = a.name;
     if (stem.empty() && a.index >= 0) stem = pad_number(a.index, 6);
-    if (!std::regex_match(stem, kSafeName)) {
+    if (!is_safe_name(stem)) {
       throw runtime_error(who + " returned an artifact named '" + stem +
                           "'; names must be non-empty and use letters, digits, '_', '-', '.'");
     }
@@ -121,7 +118,7 @@ int run_task_stage(StageRun& r) {
         break;
       }
       case ArtifactKind::file:
-        if (!std::regex_match(a.extension, kSafeName)) {
+        if (!is_safe_name(a.extension)) {
           throw runtime_error(who + " returned file '" + stem + "' with extension '" + a.extension +
                               "'; use letters and digits");
         }

@@ -5,7 +5,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <regex>
 
 #include <oneapi/tbb/global_control.h>
 
@@ -22,14 +21,16 @@ namespace fs = std::filesystem;
 ThreadPlan plan_threads(int threads) {
   const int n = std::max(1, threads);
   // Loading, encoding and writing are a small share of the work: one TBB thread is enough. It
-  // gets a thread of its own from three threads on. With one or two, taking a thread from compute
-  // would halve it, and running the I/O thread beside a full OpenMP team oversubscribes the cores:
-  // OpenMP threads spin at their barriers, so one preempted team member stalls the whole team
-  // (measured: 1.3 s typical, 7-10 s outliers for the same run; docs/pipelines.md, "Threads").
+  // gets a thread of its own from three threads on (samples of a batch are encoded in parallel
+  // on the I/O arena when it has more than one thread). With one or two, taking a thread from
+  // compute would halve it, and running the I/O thread beside a full OpenMP team oversubscribes the
+  // cores: OpenMP threads spin at their barriers, so one preempted team member stalls the whole
+  // team (measured: 1.3 s typical, 7-10 s outliers for the same run; docs/pipelines.md, "Threads").
   // Then I/O runs on the compute thread between batches instead.
+  // Large budgets give I/O one thread in eight, so encoding big images keeps up with compute.
   ThreadPlan plan;
-  plan.budget.io_threads = 1;
-  plan.budget.compute_threads = n >= 3 ? n - 1 : n;
+  plan.budget.io_threads = std::max(1, n / 8);
+  plan.budget.compute_threads = n >= 3 ? n - plan.budget.io_threads : n;
   plan.overlap_io = n >= 3;
   return plan;
 }
@@ -108,14 +109,18 @@ void HostTaskContext::stream_text(std::string_view chunk) {
 // ------------------------------------------------------------------------------ helpers
 
 int remove_stale_temporaries(const fs::path& dir) {
-  static const std::regex pattern("\\..+\\.tmp-([0-9]+)-[0-9]+");
   int removed = 0;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::smatch m;
+    // kiln::AtomicFile's temporaries: ".<name>.tmp-<pid>-<counter>".
     const std::string name = it->path().filename().string();
-    if (!std::regex_match(name, m, pattern)) continue;
-    const auto pid = static_cast<pid_t>(std::stoll(m[1]));
+    const auto tmp = name.rfind(".tmp-");
+    if (name.size() < 2 || name[0] != '.' || tmp == std::string::npos || tmp == 0) continue;
+    const auto dash = name.find('-', tmp + 5);
+    if (dash == std::string::npos) continue;
+    const auto pid_digits = parse_digits(std::string_view(name).substr(tmp + 5, dash - tmp - 5));
+    if (!pid_digits || !parse_digits(std::string_view(name).substr(dash + 1))) continue;
+    const auto pid = static_cast<pid_t>(*pid_digits);
     if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno == EPERM) continue;  // still writing
     std::error_code rm;
     if (fs::remove(it->path(), rm)) ++removed;
@@ -170,6 +175,10 @@ int run_pipeline(const Pipeline& p, const RunOptions& opts, Console& console) {
   install_interrupt_handler();
 
   for (const StageConfig& s : p.stages) {
+    if (interrupted()) {
+      console.info("interrupted before " + s.label() + "; run again with --resume to continue");
+      return kExitInterrupted;
+    }
     int code = kExitOk;
     try {
       std::error_code ec;

@@ -72,4 +72,40 @@ std::string pad_number(std::int64_t value, int width) {
   return s;
 }
 
+std::optional<std::int64_t> parse_digits(std::string_view s) {
+  if (s.empty() || s.size() > 18) return std::nullopt;
+  std::int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+std::optional<std::int64_t> number_between(std::string_view s, std::string_view prefix,
+                                           std::string_view suffix) {
+  if (s.size() < prefix.size() + suffix.size() || s.substr(0, prefix.size()) != prefix ||
+      s.substr(s.size() - suffix.size()) != suffix) {
+    return std::nullopt;
+  }
+  return parse_digits(s.substr(prefix.size(), s.size() - prefix.size() - suffix.size()));
+}
+
+namespace {
+bool is_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+}  // namespace
+
+bool is_safe_name(std::string_view s) {
+  if (s.empty() || s[0] == '-' || s[0] == '.') return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return is_alnum(c) || c == '_' || c == '-' || c == '.'; });
+}
+
+bool is_identifier(std::string_view s) {
+  if (s.empty() || (s[0] >= '0' && s[0] <= '9')) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return is_alnum(c) || c == '_'; });
+}
+
 }  // namespace kiln::host

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,5 +22,16 @@ std::string quoted_list(const std::vector<std::string>& items);
 std::string format_duration(double seconds);
 // Zero-padded decimal: pad(42, 6) == "000042".
 std::string pad_number(std::int64_t value, int width);
+
+// A non-empty run of decimal digits as a number (no sign, no spaces); nullopt otherwise.
+std::optional<std::int64_t> parse_digits(std::string_view s);
+// `s` is "<prefix><digits><suffix>": the number, else nullopt.
+std::optional<std::int64_t> number_between(std::string_view s, std::string_view prefix,
+                                           std::string_view suffix);
+// A name safe as a file stem or stage id: letters, digits, '_', '-', '.', not starting with '-'
+// or '.'.
+bool is_safe_name(std::string_view s);
+// A C-like identifier: a letter or '_', then letters, digits and '_'.
+bool is_identifier(std::string_view s);
 
 }  // namespace kiln::host

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -217,13 +216,11 @@ class Trainer {
 
   // Checkpoints present, by step.
   std::vector<std::pair<std::int64_t, fs::path>> checkpoints() const {
-    static const std::regex pattern("step-([0-9]+)\\.safetensors");
     std::vector<std::pair<std::int64_t, fs::path>> out;
     std::error_code ec;
     for (fs::directory_iterator it(ckpt_dir_, ec), end; !ec && it != end; it.increment(ec)) {
-      std::smatch m;
-      const std::string name = it->path().filename().string();
-      if (std::regex_match(name, m, pattern)) out.emplace_back(std::stoll(m[1]), it->path());
+      const auto step = number_between(it->path().filename().string(), "step-", ".safetensors");
+      if (step) out.emplace_back(*step, it->path());
     }
     std::sort(out.begin(), out.end());
     return out;

@@ -57,6 +57,9 @@ TEST_F(RunStage, WritesEveryArtifactKind) {
     const json j = json::parse(line);
     EXPECT_EQ(sha256_file_hex(stage / j.at("path").get<std::string>()), j.at("sha256"));
     EXPECT_EQ(j.at("seed"), 3);
+    if (j.at("path") == "summary.txt") {
+      EXPECT_EQ(j.at("info").at("stage"), "rep");
+    }
   }
   EXPECT_TRUE(fs::exists(stage / "work" / "scratch.txt"));  // TaskContext::work_dir
   EXPECT_EQ(json::parse(test::read_text(stage / "stage.json")).at("status"), "complete");

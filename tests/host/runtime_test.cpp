@@ -19,7 +19,7 @@ TEST(ThreadPlan, NeverUsesMoreThreadsThanTheBudget) {
   for (int n = 3; n <= 64; ++n) {
     const ThreadPlan p = plan_threads(n);
     EXPECT_TRUE(p.overlap_io) << n;
-    EXPECT_EQ(p.budget.io_threads, 1) << n;
+    EXPECT_EQ(p.budget.io_threads, std::max(1, n / 8)) << n;
     EXPECT_EQ(p.budget.compute_threads + p.budget.io_threads, n) << n;
   }
 }

@@ -41,3 +41,32 @@ TEST(TextFormat, ListsDurationsAndPadding) {
 
 }  // namespace
 }  // namespace kiln::host
+
+namespace kiln::host {
+namespace {
+
+TEST(NamePatterns, DigitsSafeNamesAndIdentifiers) {
+  EXPECT_EQ(parse_digits("0042"), 42);
+  EXPECT_EQ(parse_digits(""), std::nullopt);
+  EXPECT_EQ(parse_digits("4a"), std::nullopt);
+  EXPECT_EQ(parse_digits("-4"), std::nullopt);
+  EXPECT_EQ(number_between("step-120.safetensors", "step-", ".safetensors"), 120);
+  EXPECT_EQ(number_between("step-.safetensors", "step-", ".safetensors"), std::nullopt);
+  EXPECT_EQ(number_between("step-1.safetensors.tmp", "step-", ".safetensors"), std::nullopt);
+  EXPECT_EQ(number_between("000007.png", "", ".png"), 7);
+  EXPECT_TRUE(is_safe_name("train"));
+  EXPECT_TRUE(is_safe_name("stage_2.b-c"));
+  EXPECT_FALSE(is_safe_name(""));
+  EXPECT_FALSE(is_safe_name(".hidden"));
+  EXPECT_FALSE(is_safe_name("-x"));
+  EXPECT_FALSE(is_safe_name("a/b"));
+  EXPECT_FALSE(is_safe_name("a b"));
+  EXPECT_TRUE(is_identifier("latent_dim2"));
+  EXPECT_TRUE(is_identifier("_x"));
+  EXPECT_FALSE(is_identifier("2x"));
+  EXPECT_FALSE(is_identifier("a-b"));
+  EXPECT_FALSE(is_identifier(""));
+}
+
+}  // namespace
+}  // namespace kiln::host

@@ -301,6 +301,7 @@ class ReportTask final : public kiln::RunTask {
       table.rows.push_back(
           {std::to_string(r), std::to_string(v), r % 2 ? "odd, \"quoted\"" : "even"});
       ctx_.progress(r + 1, rows, "row");
+      if (ctx_.cancelled()) break;
     }
     kiln::write_file_atomic(ctx_.work_dir() / "scratch.txt", "work files go here\n");
     kiln::Image im;
@@ -312,6 +313,7 @@ class ReportTask final : public kiln::RunTask {
     out.push_back(Artifact::make_image(-1, im, "pattern"));
     const std::string title = params_.has("title") ? params_.string("title") : "untitled";
     out.push_back(Artifact::make_text(-1, title + "\n", "summary"));
+    out.back().info["stage"] = ctx_.stage_id();
     out.push_back(Artifact::make_table("table", table));
     out.push_back(
         Artifact::make_tensors("weights", {{"w", Tensor::arange(4)}}, {{"note", "four"}}));
