@@ -25,7 +25,7 @@ ThreadPlan plan_threads(int threads) {
   // on the I/O arena when it has more than one thread). With one or two, taking a thread from
   // compute would halve it, and running the I/O thread beside a full OpenMP team oversubscribes the
   // cores: OpenMP threads spin at their barriers, so one preempted team member stalls the whole
-  // team (measured: 1.3 s typical, 7-10 s outliers for the same run; docs/pipelines.md, "Threads").
+  // team (the slowest of three layouts in every measured series; docs/pipelines.md, "Threads").
   // Then I/O runs on the compute thread between batches instead.
   // Large budgets give I/O one thread in eight, so encoding big images keeps up with compute.
   ThreadPlan plan;
