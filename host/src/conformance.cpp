@@ -567,12 +567,9 @@ class Suite {
               "\" (use kiln::checkpoint_metadata)");
       }
       const fs::path file = models_dir_.path() / (spec.name + ".safetensors");
-      TensorMap detached;
-      for (const auto& [k, t] : model.tensors) {
-        if (t.defined()) detached[k] = t.detach();
-      }
-      guarded(p, "saving the exported model",
-              [&] { save_safetensors(file, detached, model.metadata); });
+      guarded(p, "saving the exported model", [&] {
+        save_safetensors(file, detach_tensors(model.tensors, "export_model()"), model.metadata);
+      });
       models_[spec.name] = file;
     }
     return std::to_string(steps) +

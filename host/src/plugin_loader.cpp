@@ -92,6 +92,15 @@ std::string plugin_name_from_file(const fs::path& file) {
   return f.substr(5, f.size() - 8);
 }
 
+TensorMap detach_tensors(const TensorMap& tensors, const std::string& what) {
+  TensorMap out;
+  for (const auto& [k, t] : tensors) {
+    KILN_CHECK(t.defined(), what, " holds an undefined tensor '", k, "'");
+    out[k] = t.detach();
+  }
+  return out;
+}
+
 std::shared_ptr<Task> LoadedPlugin::create_task(const std::string& task, const Params& params,
                                                 TaskContext& ctx) const {
   std::unique_ptr<Task> t = plugin_->create_task(task, params, ctx);

@@ -36,6 +36,11 @@ std::shared_ptr<T> hold_with_library(T* object, std::shared_ptr<const Library> l
   });
 }
 
+// Tensors a plugin returned, cut from their autograd history (whose nodes may be plugin code),
+// so they stay valid after the plugin is gone. An undefined tensor is a kiln::Error naming
+// `what` ("the plugin's exported model") and the key.
+TensorMap detach_tensors(const TensorMap& tensors, const std::string& what);
+
 struct DescriptorInfo {
   std::uint32_t abi_version = 0;
   std::string sdk_version;

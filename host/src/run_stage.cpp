@@ -109,12 +109,9 @@ int run_task_stage(StageRun& r) {
         break;
       case ArtifactKind::tensors: {
         ext = "safetensors";
-        TensorMap detached;
-        for (const auto& [k, t] : a.tensors) {
-          if (!t.defined()) throw runtime_error(who + " returned an undefined tensor '" + k + "'");
-          detached[k] = t.detach();
-        }
-        bytes = serialize_safetensors(detached, a.metadata);
+        bytes = serialize_safetensors(
+            detach_tensors(a.tensors, who + " returned artifact '" + stem + "', which"),
+            a.metadata);
         break;
       }
       case ArtifactKind::file:

@@ -349,19 +349,21 @@ class Trainer {
     return false;
   }
 
+  std::string last_good_checkpoint() const {
+    const auto list = checkpoints();
+    return list.empty() ? "No checkpoint was written before it."
+                        : "The last good checkpoint is " + list.back().second.string() + ".";
+  }
+
   void guard(const Metrics& m, std::int64_t step, const std::string& what) {
     for (const auto& [k, v] : m) {
       if (std::isfinite(v)) continue;
-      const auto list = checkpoints();
-      throw runtime_error(
-          s_.label() + ": " + what + " " + std::to_string(step) + " gave a non-finite " + k + " (" +
-          fmt_metric(v) +
-          "); training stopped without writing a checkpoint from this "
-          "state. " +
-          (list.empty() ? std::string("No checkpoint was written before it.")
-                        : "The last good checkpoint is " + list.back().second.string() + ".") +
-          " Lower the learning rate or check the data, then run again (--resume continues "
-          "from the last good checkpoint).");
+      throw runtime_error(s_.label() + ": " + what + " " + std::to_string(step) +
+                          " gave a non-finite " + k + " (" + fmt_metric(v) +
+                          "); training stopped without writing a checkpoint from this state. " +
+                          last_good_checkpoint() +
+                          " Lower the learning rate or check the data, then run again (--resume "
+                          "continues from the last good checkpoint).");
     }
   }
 
@@ -385,26 +387,18 @@ class Trainer {
 
   // Periodic checkpoints keep the `keep` newest; the final one is kept in addition to them.
   void save_checkpoint(const Position& pos, bool final = false) {
-    TensorMap state = task_.state();
     TensorMap tensors;
-    for (const auto& [k, t] : state) {
-      KILN_CHECK(t.defined(), "the plugin's state() holds an undefined tensor '", k, "'");
-      Tensor d = t.detach();
-      if (is_floating(d.dtype())) {
-        for (float v : d.to_vector()) {
-          if (!std::isfinite(v)) {
-            const auto list = checkpoints();
-            throw runtime_error(
-                s_.label() + ": the training state holds non-finite values in '" + k +
-                "' at step " + std::to_string(pos.step) + "; no checkpoint was written from it. " +
-                (list.empty()
-                     ? std::string("")
-                     : "The last good checkpoint is " + list.back().second.string() + ". ") +
-                "Lower the learning rate or check the data.");
-          }
+    for (const auto& [k, t] : detach_tensors(task_.state(), "the plugin's state()")) {
+      if (is_floating(t.dtype())) {
+        const std::vector<float> values = t.to_vector();
+        if (!std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); })) {
+          throw runtime_error(s_.label() + ": the training state holds non-finite values in '" + k +
+                              "' at step " + std::to_string(pos.step) +
+                              "; no checkpoint was written from it. " + last_good_checkpoint() +
+                              " Lower the learning rate or check the data.");
         }
       }
-      tensors[kStatePrefix + k] = d;
+      tensors[kStatePrefix + k] = t;
     }
     std::map<std::string, std::string> meta =
         checkpoint_metadata(s_.plugin_name, s_.plugin->info().version, s_.task_name, s_.params);
@@ -429,12 +423,8 @@ class Trainer {
 
   void export_model() {
     Checkpoint model = task_.export_model();
-    TensorMap tensors;
-    for (const auto& [k, t] : model.tensors) {
-      KILN_CHECK(t.defined(), "the plugin's exported model holds an undefined tensor '", k, "'");
-      tensors[k] = t.detach();
-    }
-    save_safetensors(s_.main_output, tensors, model.metadata);
+    save_safetensors(s_.main_output, detach_tensors(model.tensors, "the plugin's exported model"),
+                     model.metadata);
     r_.console.info(s_.label() + ": model written to " + s_.main_output.string());
   }
 

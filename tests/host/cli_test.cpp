@@ -13,16 +13,11 @@ namespace fs = std::filesystem;
 using test::contains;
 using test::Result;
 
-class Cli : public ::testing::Test {
+class Cli : public test::KilnTest {
  protected:
-  Result kiln(const std::vector<std::string>& args,
-              const std::map<std::string, std::string>& env = {}) {
-    return test::run_kiln(args, dir_.path(), env);
-  }
   fs::path pipeline(const std::string& body, const std::string& name = "p.toml") {
     return test::write_text(dir_ / name, "[pipeline]\nrun_dir = \"run\"\n" + body);
   }
-  kiln::test::TempDir dir_;
 };
 
 TEST_F(Cli, VersionNamesKilnAbiAndOneDnn) {
@@ -254,7 +249,7 @@ TEST_F(Cli, BadInputInvalidToml) {
 }
 
 TEST_F(Cli, CheckPluginRunsTheConformanceSuite) {
-  Result r = kiln({"check-plugin", (test::kTestPluginDir / "kiln_test.so").string()}, {});
+  Result r = kiln({"check-plugin", (test::kTestPluginDir / "kiln_test.so").string()});
   EXPECT_EQ(r.code, 0) << r.out << r.err;
   EXPECT_TRUE(contains(r.out, "0 failed")) << r.out;
   EXPECT_TRUE(contains(r.out, "PASS  lifetime: drop library, then plugin, then task")) << r.out;

@@ -17,20 +17,12 @@ using json = nlohmann::json;
 using test::contains;
 using test::Result;
 
-class Generate : public ::testing::Test {
+class Generate : public test::KilnTest {
  protected:
   fs::path pipeline(const std::string& stage_body) {
-    return test::write_text(dir_ / "gen.toml",
-                            "[pipeline]\nname = \"gen\"\nseed = 5\n"
-                            "[compute]\nthreads = 2\n"
-                            "[[stage]]\nid = \"draw\"\nplugin = \"test\"\n"
-                            "task = \"draw\"\n" +
-                                stage_body);
-  }
-  Result kiln(std::vector<std::string> args, const fs::path& run_dir) {
-    args.push_back("--set");
-    args.push_back("pipeline.run_dir=" + run_dir.string());
-    return test::run_kiln(args, dir_.path());
+    return test_pipeline("gen.toml",
+                         "[pipeline]\nname = \"gen\"\nseed = 5\n[compute]\nthreads = 2\n", "draw",
+                         "draw", stage_body);
   }
   static std::vector<json> manifest(const fs::path& file) {
     std::vector<json> out;
@@ -59,7 +51,6 @@ class Generate : public ::testing::Test {
     for (const auto& e : fs::directory_iterator(stage / "samples")) files += e.is_regular_file();
     EXPECT_EQ(files, count) << "stray or missing sample files";
   }
-  kiln::test::TempDir dir_;
 };
 
 TEST_F(Generate, SamePipelineTwiceGivesByteIdenticalOutputs) {

@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -20,6 +22,7 @@
 
 #include "kiln/file_io.hpp"
 #include "sha256.hpp"
+#include "support/test_support.hpp"
 
 extern char** environ;
 
@@ -182,5 +185,28 @@ bool wait_until(Pred pred, double timeout_s = 30) {
 inline bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
+
+// A scratch folder with a pipeline of the test plugin in it, run by the real kiln.
+class KilnTest : public ::testing::Test {
+ protected:
+  // <scratch>/<file>: `head` (e.g. "[pipeline]\nseed = 5\n"), then a [[stage]] of the test
+  // plugin with `id` and `task`, then `body` (its keys, and possibly more stages).
+  fs::path test_pipeline(const std::string& file, const std::string& head, const std::string& id,
+                         const std::string& task, const std::string& body) {
+    return write_text(dir_ / file, head + "[[stage]]\nid = \"" + id +
+                                       "\"\nplugin = \"test\"\ntask = \"" + task + "\"\n" + body);
+  }
+  Result kiln(const std::vector<std::string>& args,
+              const std::map<std::string, std::string>& env = {}) {
+    return run_kiln(args, dir_.path(), env);
+  }
+  // With the run folder set to `run_dir`.
+  Result kiln(std::vector<std::string> args, const fs::path& run_dir) {
+    args.push_back("--set");
+    args.push_back("pipeline.run_dir=" + run_dir.string());
+    return run_kiln(args, dir_.path());
+  }
+  kiln::test::TempDir dir_;
+};
 
 }  // namespace kiln::host::test

@@ -17,17 +17,12 @@ using json = nlohmann::json;
 using test::contains;
 using test::Result;
 
-class RunStage : public ::testing::Test {
+class RunStage : public test::KilnTest {
  protected:
   fs::path pipeline(const std::string& stage_body) {
-    return test::write_text(dir_ / "report.toml",
-                            "[pipeline]\nseed = 3\nrun_dir = \"run\"\n"
-                            "[[stage]]\nid = \"rep\"\nplugin = \"test\"\n"
-                            "task = \"report\"\ntitle = \"Quarterly\"\n" +
-                                stage_body);
+    return test_pipeline("report.toml", "[pipeline]\nseed = 3\nrun_dir = \"run\"\n", "rep",
+                         "report", "title = \"Quarterly\"\n" + stage_body);
   }
-  Result kiln(const std::vector<std::string>& args) { return test::run_kiln(args, dir_.path()); }
-  kiln::test::TempDir dir_;
 };
 
 TEST_F(RunStage, WritesEveryArtifactKind) {

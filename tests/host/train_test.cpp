@@ -15,20 +15,12 @@ using json = nlohmann::json;
 using test::contains;
 using test::Result;
 
-class Train : public ::testing::Test {
+class Train : public test::KilnTest {
  protected:
   fs::path pipeline(const std::string& stage_body) {
-    return test::write_text(dir_ / "train.toml",
-                            "[pipeline]\nname = \"fit\"\nseed = 11\n"
-                            "[compute]\nthreads = 2\n"
-                            "[[stage]]\nid = \"train\"\nplugin = \"test\"\n"
-                            "task = \"fit\"\n" +
-                                stage_body);
-  }
-  Result kiln(std::vector<std::string> args, const fs::path& run_dir) {
-    args.push_back("--set");
-    args.push_back("pipeline.run_dir=" + run_dir.string());
-    return test::run_kiln(args, dir_.path());
+    return test_pipeline("train.toml",
+                         "[pipeline]\nname = \"fit\"\nseed = 11\n[compute]\nthreads = 2\n", "train",
+                         "fit", stage_body);
   }
   static std::vector<std::string> checkpoint_files(const fs::path& stage) {
     std::vector<std::string> out;
@@ -37,7 +29,6 @@ class Train : public ::testing::Test {
     std::sort(out.begin(), out.end());
     return out;
   }
-  kiln::test::TempDir dir_;
 };
 
 TEST_F(Train, WritesCheckpointsMetricsAndTheModel) {
@@ -163,6 +154,20 @@ TEST_F(Train, NanLossStopsAndKeepsTheLastGoodCheckpoint) {
   EXPECT_EQ(checkpoint_files(stage),
             (std::vector<std::string>{"latest", "step-10.safetensors", "step-5.safetensors"}));
   EXPECT_FALSE(fs::exists(stage / "model.safetensors"));
+}
+
+TEST_F(Train, NonFiniteStateIsNeverCheckpointed) {
+  // The 10th step leaves NaN weights; its loss is finite, the checkpoint after it is refused.
+  const fs::path file = pipeline("epochs = 3\ncheckpoint_every = 5\npoison_at_step = 9\n");
+  const Result r = kiln({"run", file.string()}, dir_ / "r");
+  EXPECT_EQ(r.code, 1);
+  const fs::path stage = dir_ / "r" / "train";
+  EXPECT_TRUE(contains(r.err,
+                       "the training state holds non-finite values in 'w' at step 10; no "
+                       "checkpoint was written from it. The last good checkpoint is " +
+                           (stage / "checkpoints" / "step-5.safetensors").string()))
+      << r.err;
+  EXPECT_EQ(checkpoint_files(stage), (std::vector<std::string>{"latest", "step-5.safetensors"}));
 }
 
 TEST_F(Train, ResumeRefusesChangedSettings) {

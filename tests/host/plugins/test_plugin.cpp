@@ -3,7 +3,8 @@
 //
 //   fit    (train)     a linear model y = x.w + b on a synthetic dataset, momentum SGD whose
 //                      velocity is part of the state, gradient noise from Philox(seed, step);
-//                      nan_at_step makes one step's loss NaN, sleep_ms slows every step
+//                      nan_at_step makes one step's loss NaN, poison_at_step the weights,
+//                      sleep_ms slows every step
 //   draw   (generate)  images (noise + a square, all from Philox(seed, index)) or text; a model
 //                      from `fit` tints them; delay_ms slows every batch, fail_at_index throws;
 //                      matmuls adds oneDNN work per batch (for measuring the thread split)
@@ -52,6 +53,9 @@ std::vector<ParamSpec> fit_params() {
       ParamSpec::number("val_fraction", 0.25, "Share of examples held out for evaluate()")
           .range(0, 0.9),
       ParamSpec::integer("nan_at_step", -1, "Step index (from 0) whose loss is NaN; -1: never")
+          .at_least(-1),
+      ParamSpec::integer("poison_at_step", -1,
+                         "Step index (from 0) that leaves NaN weights behind a finite loss")
           .at_least(-1),
       ParamSpec::integer("sleep_ms", 0, "Milliseconds to sleep in every step").range(0, 10000)};
 }
@@ -135,6 +139,7 @@ class FitTask final : public kiln::TrainTask {
     b_.data<float>()[0] -= lr * vb_.data<float>()[0];
     steps_.data<std::int64_t>()[0] += 1;
     if (info.step == params_.integer("nan_at_step")) loss = std::nan("");
+    if (info.step == params_.integer("poison_at_step")) w[0] = std::nanf("");
     return {{"loss", loss}, {"lr", lr}};
   }
 
