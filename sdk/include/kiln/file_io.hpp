@@ -36,6 +36,11 @@ class KILN_API AtomicFile {
 };
 
 KILN_API void write_file_atomic(const std::filesystem::path& path, const std::string& bytes);
+// Like write_file_atomic (a temporary file renamed over `path`, so a process that dies mid-write
+// never leaves a partial file there) but without fsync: about 40x faster for small files. After
+// a power loss the file may be incomplete, so use it only where the content is verified later
+// (e.g. generated samples, whose SHA-256 the manifest records and --resume checks).
+KILN_API void write_file_replace(const std::filesystem::path& path, const std::string& bytes);
 // Whole file; throws kiln::Error naming the path when it cannot be read.
 KILN_API std::string read_file(const std::filesystem::path& path);
 

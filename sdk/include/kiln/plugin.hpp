@@ -356,3 +356,16 @@ inline constexpr std::uint32_t kKilnPluginMagic = 0x4b494c4eu;  // "KILN"
   }                                                                                            \
   BOOST_DLL_ALIAS(kiln_plugin_descriptor_v1, kiln_plugin_descriptor)                           \
   BOOST_DLL_ALIAS(kiln_create_plugin_impl, kiln_create_plugin)
+
+// Optional: tiny settings per task for the plugin conformance suite (`kiln check-plugin`,
+// docs/plugin-authoring.md), as a JSON object {"<task>": {"<key>": value, ...}, ...}. Keys are the
+// task's parameters and host keys (train: batch_size, max_steps; generate: count, batch); a path
+// value "@<task>" names the model exported by that train task of the suite. Tasks left out run
+// with their defaults when they have no required parameter, and are skipped otherwise. An
+// optional exported string: declaring it or not does not change the plugin ABI.
+//   KILN_PLUGIN_CONFORMANCE(R"({"train": {"data": "/usr/share/datasets/fashion-mnist",
+//                                         "latent": 2, "batch_size": 8},
+//                               "generate": {"model": "@train", "count": 2}})")
+#define KILN_PLUGIN_CONFORMANCE(json_text)                                      \
+  extern "C" const char kiln_conformance_params_v1[] = json_text;              \
+  BOOST_DLL_ALIAS(kiln_conformance_params_v1, kiln_conformance_params)

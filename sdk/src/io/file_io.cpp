@@ -79,6 +79,34 @@ void write_file_atomic(const fs::path& path, const std::string& bytes) {
   f.commit();
 }
 
+void write_file_replace(const fs::path& path, const std::string& bytes) {
+  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  const fs::path tmp = dir / tmp_name(path);
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) {
+      throw Error("cannot write '" + path.string() + "': " + std::strerror(errno) +
+                  " (check that the folder exists and is writable)");
+    }
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      throw Error("writing '" + path.string() +
+                  "' failed (disk full or I/O error); the previous "
+                  "file, if any, is untouched");
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    std::error_code rm;
+    fs::remove(tmp, rm);
+    throw Error("cannot replace '" + path.string() + "': " + ec.message());
+  }
+}
+
 std::string read_file(const fs::path& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) {

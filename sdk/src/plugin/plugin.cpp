@@ -168,7 +168,9 @@ std::string choices_str(const std::vector<std::string>& c) {
 }  // namespace
 
 std::string ParamSpec::check(const ParamValue& v) const {
-  const std::string want = std::string("must be a ") + param_type_name(type);
+  const std::string type_name = param_type_name(type);
+  const std::string want =
+      std::string(type_name[0] == 'i' ? "must be an " : "must be a ") + type_name;
   switch (type) {
     case ParamType::boolean:
       return std::holds_alternative<bool>(v) ? "" : want + ", got " + param_value_str(v);
