@@ -20,8 +20,12 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "kiln/random.hpp"
 #include "ops/op_util.hpp"
@@ -40,11 +44,10 @@ struct CellSpec {
   const char* name;
   std::int64_t gates;       // gates per layer in PyTorch's weights
   std::int64_t bias_gates;  // gates of oneDNN's bias
-  bool has_c;               // an LSTM cell state
 };
 
 CellSpec spec(Cell c) {
-  return c == Cell::lstm ? CellSpec{"lstm", 4, 4, true} : CellSpec{"gru", 3, 4, false};
+  return c == Cell::lstm ? CellSpec{"lstm", 4, 4} : CellSpec{"gru", 3, 4};
 }
 
 // The PyTorch gate that oneDNN gate g reads (the map is its own inverse).
@@ -88,19 +91,47 @@ memory::desc goi_md(std::int64_t in, std::int64_t gates, std::int64_t H, std::in
                       {whole, whole, col_stride, H * row_stride, row_stride});
 }
 
+// oneDNN's RNN scratchpad is large in training (about 170 MB for a 512-wide layer at T = 128,
+// N = 32) and by default the library allocates it on every execution, page-faulting it in each
+// time. The primitives here take a user scratchpad instead: one buffer per thread, grown as
+// needed and reused by every RNN call on that thread.
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+void* scratchpad(std::size_t nbytes) {
+  struct Buffer {
+    void* p = nullptr;
+    std::size_t n = 0;
+    ~Buffer() { std::free(p); }
+  };
+  thread_local Buffer b;
+  if (b.n < nbytes) {
+    std::free(b.p);
+    b.n = 0;
+    b.p = std::aligned_alloc(64, (nbytes + 63) / 64 * 64);
+    KILN_CHECK(b.p != nullptr, "out of memory: could not allocate ", nbytes,
+               " bytes of RNN scratchpad");
+    b.n = nbytes;
+  }
+  return b.p;
+}
+
 dnnl::lstm_forward::primitive_desc lstm_fwd_pd(dnnl::prop_kind prop, const LayerShape& s) {
   dnnl::lstm_forward::desc d(prop, kDir, tnc(s.T, s.N, s.I), iter_md(s), iter_md(s),
                              weights_any(s.I, 4, s.H), weights_any(s.H, 4, s.H),
                              bias_md(Cell::lstm, s.H), tnc(s.T, s.N, s.H), state_md(s),
                              state_md(s));
-  return {d, dnnl_engine()};
+  return {d, user_scratchpad(), dnnl_engine()};
 }
 
 dnnl::lbr_gru_forward::primitive_desc gru_fwd_pd(dnnl::prop_kind prop, const LayerShape& s) {
   dnnl::lbr_gru_forward::desc d(prop, kDir, tnc(s.T, s.N, s.I), iter_md(s),
                                 weights_any(s.I, 3, s.H), weights_any(s.H, 3, s.H),
                                 bias_md(Cell::gru, s.H), tnc(s.T, s.N, s.H), state_md(s));
-  return {d, dnnl_engine()};
+  return {d, user_scratchpad(), dnnl_engine()};
 }
 
 memory::desc arg_md(const dnnl::primitive_desc_base& pd, int arg) {
@@ -121,6 +152,14 @@ struct BoundArgs {
   memory::desc md(int arg) const { return args.at(arg).get_desc(); }
 };
 
+// Executes `prim` with its bound arguments and this thread's scratchpad.
+void run(const dnnl::primitive& prim, BoundArgs& a) {
+  if (a.has(DNNL_ARG_SCRATCHPAD)) {
+    a.set(DNNL_ARG_SCRATCHPAD, scratchpad(a.md(DNNL_ARG_SCRATCHPAD).get_size()));
+  }
+  execute(prim, a.args);
+}
+
 struct FwdEntry {
   dnnl::primitive prim;
   BoundArgs a;
@@ -133,7 +172,7 @@ FwdEntry make_fwd(Cell c, dnnl::prop_kind prop, const LayerShape& s) {
     for (int arg :
          {DNNL_ARG_SRC_LAYER, DNNL_ARG_SRC_ITER, DNNL_ARG_SRC_ITER_C, DNNL_ARG_WEIGHTS_LAYER,
           DNNL_ARG_WEIGHTS_ITER, DNNL_ARG_BIAS, DNNL_ARG_DST_LAYER, DNNL_ARG_DST_ITER,
-          DNNL_ARG_DST_ITER_C, DNNL_ARG_WORKSPACE}) {
+          DNNL_ARG_DST_ITER_C, DNNL_ARG_WORKSPACE, DNNL_ARG_SCRATCHPAD}) {
       e.a.bind(pd, arg);
     }
     e.ws_md = pd.workspace_desc();
@@ -165,12 +204,14 @@ BwdEntry make_bwd(Cell c, const LayerShape& s) {
   const memory::desc it = iter_md(s), st = state_md(s), b = bias_md(c, s.H);
   const memory::desc wl = weights_any(s.I, G, s.H), wi = weights_any(s.H, G, s.H);
   auto bind_all = [&](const dnnl::primitive_desc_base& pd) {
-    for (int arg : {DNNL_ARG_SRC_LAYER, DNNL_ARG_SRC_ITER, DNNL_ARG_SRC_ITER_C,
-                    DNNL_ARG_WEIGHTS_LAYER, DNNL_ARG_WEIGHTS_ITER, DNNL_ARG_BIAS,
-                    DNNL_ARG_DST_LAYER, DNNL_ARG_DST_ITER, DNNL_ARG_DST_ITER_C, DNNL_ARG_WORKSPACE,
-                    DNNL_ARG_DIFF_SRC_LAYER, DNNL_ARG_DIFF_SRC_ITER, DNNL_ARG_DIFF_SRC_ITER_C,
-                    DNNL_ARG_DIFF_WEIGHTS_LAYER, DNNL_ARG_DIFF_WEIGHTS_ITER, DNNL_ARG_DIFF_BIAS,
-                    DNNL_ARG_DIFF_DST_LAYER, DNNL_ARG_DIFF_DST_ITER, DNNL_ARG_DIFF_DST_ITER_C}) {
+    for (int arg :
+         {DNNL_ARG_SRC_LAYER,       DNNL_ARG_SRC_ITER,           DNNL_ARG_SRC_ITER_C,
+          DNNL_ARG_WEIGHTS_LAYER,   DNNL_ARG_WEIGHTS_ITER,       DNNL_ARG_BIAS,
+          DNNL_ARG_DST_LAYER,       DNNL_ARG_DST_ITER,           DNNL_ARG_DST_ITER_C,
+          DNNL_ARG_WORKSPACE,       DNNL_ARG_DIFF_SRC_LAYER,     DNNL_ARG_DIFF_SRC_ITER,
+          DNNL_ARG_DIFF_SRC_ITER_C, DNNL_ARG_DIFF_WEIGHTS_LAYER, DNNL_ARG_DIFF_WEIGHTS_ITER,
+          DNNL_ARG_DIFF_BIAS,       DNNL_ARG_DIFF_DST_LAYER,     DNNL_ARG_DIFF_DST_ITER,
+          DNNL_ARG_DIFF_DST_ITER_C, DNNL_ARG_SCRATCHPAD}) {
       e.a.bind(pd, arg);
     }
   };
@@ -178,14 +219,14 @@ BwdEntry make_bwd(Cell c, const LayerShape& s) {
     auto fpd = lstm_fwd_pd(dnnl::prop_kind::forward_training, s);
     dnnl::lstm_backward::desc d(dnnl::prop_kind::backward, kDir, src_l, it, it, wl, wi, b, dst_l,
                                 st, st, src_l, it, it, wl, wi, b, dst_l, st, st);
-    dnnl::lstm_backward::primitive_desc pd(d, dnnl_engine(), fpd);
+    dnnl::lstm_backward::primitive_desc pd(d, user_scratchpad(), dnnl_engine(), fpd);
     e.prim = dnnl::lstm_backward(pd);
     bind_all(pd);
   } else {
     auto fpd = gru_fwd_pd(dnnl::prop_kind::forward_training, s);
     dnnl::lbr_gru_backward::desc d(dnnl::prop_kind::backward, kDir, src_l, it, wl, wi, b, dst_l, st,
                                    src_l, it, wl, wi, b, dst_l, st);
-    dnnl::lbr_gru_backward::primitive_desc pd(d, dnnl_engine(), fpd);
+    dnnl::lbr_gru_backward::primitive_desc pd(d, user_scratchpad(), dnnl_engine(), fpd);
     e.prim = dnnl::lbr_gru_backward(pd);
     bind_all(pd);
   }
@@ -296,6 +337,69 @@ Tensor fused_bias(Cell c, const Tensor& b_ih, const Tensor& b_hh, std::int64_t H
   add(b_ih, false);
   add(b_hh, true);
   return out;
+}
+
+// ------------------------------------------------------------------ workspaces
+
+// Training workspaces are large (about 160 MB per layer for a 512-wide LSTM at T = 128, N = 32)
+// and needed from a forward to its backward. Allocated fresh, each would be mapped and
+// page-faulted in on every step; instead a released workspace returns here and the next
+// forward of the same size takes it. The pool holds at most kMaxHeld bytes (oldest freed first).
+class WorkspacePool {
+ public:
+  static WorkspacePool& instance() {
+    static WorkspacePool* pool = new WorkspacePool;  // never destroyed: tensors may outlive main
+    return *pool;
+  }
+
+  Tensor take(std::size_t nbytes) {
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto it = free_.begin(); it != free_.end(); ++it) {
+        if (it->second == nbytes) {
+          p = it->first;
+          held_ -= nbytes;
+          free_.erase(it);
+          break;
+        }
+      }
+    }
+    if (p == nullptr) {
+      p = std::aligned_alloc(64, std::max<std::size_t>(64, (nbytes + 63) / 64 * 64));
+      KILN_CHECK(p != nullptr, "out of memory: could not allocate ", nbytes,
+                 " bytes for an RNN workspace");
+    }
+    auto impl = std::make_shared<TensorImpl>();
+    impl->storage =
+        std::make_shared<Storage>(p, nbytes, [this, nbytes](void* q) { give(q, nbytes); });
+    impl->shape = {static_cast<std::int64_t>(nbytes)};
+    impl->strides = {1};
+    impl->dtype = DType::u8;
+    return Tensor(impl);
+  }
+
+ private:
+  static constexpr std::size_t kMaxHeld = std::size_t{1} << 30;
+
+  void give(void* p, std::size_t nbytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.emplace_back(p, nbytes);
+    held_ += nbytes;
+    while (held_ > kMaxHeld && !free_.empty()) {
+      held_ -= free_.front().second;
+      std::free(free_.front().first);
+      free_.erase(free_.begin());
+    }
+  }
+
+  std::mutex mutex_;
+  std::vector<std::pair<void*, std::size_t>> free_;
+  std::size_t held_ = 0;
+};
+
+Tensor take_workspace(std::size_t nbytes) {
+  return WorkspacePool::instance().take(nbytes);
 }
 
 // ------------------------------------------------------------------ dropout between layers
@@ -457,10 +561,10 @@ void run_forward(const Problem& p, const Tensor& x, const Tensor& h0, const Tens
     e.a.set(DNNL_ARG_DST_ITER, out.h.data<float>() + l * state);
     if (lstm) e.a.set(DNNL_ARG_DST_ITER_C, out.c.data<float>() + l * state);
     if (saved) {
-      ws = Tensor::empty({static_cast<std::int64_t>(e.ws_md.get_size())}, DType::u8);
+      ws = take_workspace(e.ws_md.get_size());
       e.a.set(DNNL_ARG_WORKSPACE, ws.raw_data());
     }
-    execute(e.prim, e.a.args);
+    run(e.prim, e.a);
     Tensor mask, next = y;
     if (training && dropout > 0.f && l + 1 < p.L) {
       mask = dropout_mask(y.shape(), dropout, *rng);
@@ -472,8 +576,8 @@ void run_forward(const Problem& p, const Tensor& x, const Tensor& h0, const Tens
   out.y = cur;
 }
 
-// d(sum) for oneDNN's weight gradient laid out as [G*H, in] in oneDNN's gate order, into
-// PyTorch's gate order (the GRU swaps its first two gate chunks).
+// A weight gradient laid out [G*H, in] with oneDNN's gate order, put into PyTorch's (the GRU
+// swaps its first two gate chunks; the LSTM's orders agree).
 void to_torch_gate_order(Cell c, Tensor& g, std::int64_t H) {
   if (c != Cell::gru) return;
   float* p = g.data<float>();
@@ -538,7 +642,7 @@ TensorList run_backward(const Saved& sv, const TensorList& grads, const std::vec
         e.a.set(DNNL_ARG_DIFF_SRC_ITER_C, dc0.data<float>() + l * state);
       }
     }
-    execute(e.prim, e.a.args);
+    run(e.prim, e.a);
 
     // Weight gradients into PyTorch's [G*H, in] layout.
     Tensor gwl = Tensor::empty({G * p.H, s.I}), gwi = Tensor::empty({G * p.H, p.H});
