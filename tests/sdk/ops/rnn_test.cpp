@@ -255,6 +255,34 @@ TEST(Rnn, GradientReachesNonLeafInitialState) {
   }
 }
 
+TEST(Rnn, ChunksWithCarriedStateMatchTheWholeSequenceIncludingGradients) {
+  // Two calls with the state passed on (not detached) are one call over the concatenated
+  // sequence: outputs and every gradient agree, so gradients flow from h0/c0 into the op that
+  // produced them.
+  for (Kind k : {Kind::lstm, Kind::gru}) {
+    ops::RnnWeights w = random_weights(k, 3, 5, 2, 45, true);
+    Tensor x = test::random_tensor({6, 2, 3}, 19).set_requires_grad();
+    auto grads = [&](const std::function<Tensor()>& loss) {
+      for (Tensor t : {x, w.w_ih[0], w.w_hh[1], w.b_hh[0]}) t.zero_grad();
+      loss().backward();
+      return TensorList{x.grad(), w.w_ih[0].grad(), w.w_hh[1].grad(), w.b_hh[0].grad()};
+    };
+    const Tensor r = test::random_tensor({2, 2, 5}, 20);
+    const TensorList whole = grads([&] {
+      const ops::RnnOutput o = run(k, x, Tensor(), Tensor(), w);
+      return ops::sum(o.y.slice(0, 4, 6) * r) + ops::sum(o.h * r);
+    });
+    const TensorList chunked = grads([&] {
+      const ops::RnnOutput a = run(k, x.slice(0, 0, 4), Tensor(), Tensor(), w);
+      const ops::RnnOutput b = run(k, x.slice(0, 4, 6), a.h, a.c, w);
+      return ops::sum(b.y * r) + ops::sum(b.h * r);
+    });
+    for (std::size_t i = 0; i < whole.size(); ++i) {
+      EXPECT_TRUE(test::all_close(chunked[i], whole[i], 1e-5f, 1e-6f)) << "gradient " << i;
+    }
+  }
+}
+
 TEST(Rnn, WeightUpdatesInvalidateCachedLayouts) {
   for (Kind k : {Kind::lstm, Kind::gru}) {
     NoGradGuard ng;
