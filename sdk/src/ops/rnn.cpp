@@ -92,9 +92,9 @@ memory::desc goi_md(std::int64_t in, std::int64_t gates, std::int64_t H, std::in
 }
 
 // oneDNN's RNN scratchpad is large in training (about 170 MB for a 512-wide layer at T = 128,
-// N = 32) and by default the library allocates it on every execution, page-faulting it in each
-// time. The primitives here take a user scratchpad instead: one buffer per thread, grown as
-// needed and reused by every RNN call on that thread.
+// N = 32). Rather than letting the library allocate one per execution, the primitives here take
+// a user scratchpad: one buffer per thread, grown as needed and shared by every RNN primitive
+// that thread runs (they run one at a time).
 dnnl::primitive_attr user_scratchpad() {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -339,69 +339,6 @@ Tensor fused_bias(Cell c, const Tensor& b_ih, const Tensor& b_hh, std::int64_t H
   return out;
 }
 
-// ------------------------------------------------------------------ workspaces
-
-// Training workspaces are large (about 160 MB per layer for a 512-wide LSTM at T = 128, N = 32)
-// and needed from a forward to its backward. Allocated fresh, each would be mapped and
-// page-faulted in on every step; instead a released workspace returns here and the next
-// forward of the same size takes it. The pool holds at most kMaxHeld bytes (oldest freed first).
-class WorkspacePool {
- public:
-  static WorkspacePool& instance() {
-    static WorkspacePool* pool = new WorkspacePool;  // never destroyed: tensors may outlive main
-    return *pool;
-  }
-
-  Tensor take(std::size_t nbytes) {
-    void* p = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      for (auto it = free_.begin(); it != free_.end(); ++it) {
-        if (it->second == nbytes) {
-          p = it->first;
-          held_ -= nbytes;
-          free_.erase(it);
-          break;
-        }
-      }
-    }
-    if (p == nullptr) {
-      p = std::aligned_alloc(64, std::max<std::size_t>(64, (nbytes + 63) / 64 * 64));
-      KILN_CHECK(p != nullptr, "out of memory: could not allocate ", nbytes,
-                 " bytes for an RNN workspace");
-    }
-    auto impl = std::make_shared<TensorImpl>();
-    impl->storage =
-        std::make_shared<Storage>(p, nbytes, [this, nbytes](void* q) { give(q, nbytes); });
-    impl->shape = {static_cast<std::int64_t>(nbytes)};
-    impl->strides = {1};
-    impl->dtype = DType::u8;
-    return Tensor(impl);
-  }
-
- private:
-  static constexpr std::size_t kMaxHeld = std::size_t{1} << 30;
-
-  void give(void* p, std::size_t nbytes) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    free_.emplace_back(p, nbytes);
-    held_ += nbytes;
-    while (held_ > kMaxHeld && !free_.empty()) {
-      held_ -= free_.front().second;
-      std::free(free_.front().first);
-      free_.erase(free_.begin());
-    }
-  }
-
-  std::mutex mutex_;
-  std::vector<std::pair<void*, std::size_t>> free_;
-  std::size_t held_ = 0;
-};
-
-Tensor take_workspace(std::size_t nbytes) {
-  return WorkspacePool::instance().take(nbytes);
-}
-
 // ------------------------------------------------------------------ dropout between layers
 
 // Inverted-dropout mask [shape]: 0 with probability p, else 1/(1-p). Element i takes word i%4 of
@@ -561,7 +498,7 @@ void run_forward(const Problem& p, const Tensor& x, const Tensor& h0, const Tens
     e.a.set(DNNL_ARG_DST_ITER, out.h.data<float>() + l * state);
     if (lstm) e.a.set(DNNL_ARG_DST_ITER_C, out.c.data<float>() + l * state);
     if (saved) {
-      ws = take_workspace(e.ws_md.get_size());
+      ws = Tensor::empty({static_cast<std::int64_t>(e.ws_md.get_size())}, DType::u8);
       e.a.set(DNNL_ARG_WORKSPACE, ws.raw_data());
     }
     run(e.prim, e.a);
