@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kiln/autograd.hpp"
+#include "kiln/context.hpp"
 #include "kiln/ops.hpp"
 #include "kiln/random.hpp"
 #include "support/test_support.hpp"
@@ -127,7 +128,18 @@ Tensor projected(Kind k, const ops::RnnOutput& o) {
   return s;
 }
 
+// Finite differences call the op hundreds of times on tiny shapes, where a second OpenMP thread
+// only adds barrier waits (seconds of them on a loaded machine): the gradchecks run on one.
+struct OneThread {
+  ThreadBudget saved = thread_budget();
+  OneThread() { set_num_threads(1); }
+  ~OneThread() { set_thread_budget(saved); }
+  OneThread(const OneThread&) = delete;
+  OneThread& operator=(const OneThread&) = delete;
+};
+
 void gradcheck_case(Kind k, std::int64_t layers, float dropout) {
+  OneThread one;
   const std::int64_t T = 3, N = 2, in = 3, H = 4;
   ops::RnnWeights w = random_weights(k, in, H, layers, 100, true);
   TensorList inputs{
@@ -172,6 +184,7 @@ TEST(Gru, GradcheckTwoLayersWithDropout) {
 }
 
 TEST(Lstm, GradcheckWithoutBiasesAndZeroState) {
+  OneThread one;
   const std::int64_t T = 3, N = 2, in = 5, H = 4;
   ops::RnnWeights w = random_weights(Kind::lstm, in, H, 2, 300, true);
   w.b_ih.clear();
