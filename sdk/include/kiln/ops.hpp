@@ -219,7 +219,9 @@ struct RnnOutput {
   Tensor c;  // [L, N, H] final cell states (LSTM only)
 };
 // x [T, N, in]; h0, c0 [L, N, H] or undefined (zeros). `dropout` applies between layers in
-// training, drawing its masks from `rng` (which may be null when dropout == 0).
+// training, drawing its masks from `rng` (which may be null when dropout == 0) and advancing it.
+// Weights and biases are f32; b_ih / b_hh may be empty (no biases). Gradients reach x, h0, c0
+// (also when they are computed by earlier ops) and every weight and bias.
 KILN_API RnnOutput lstm(const Tensor& x, const Tensor& h0, const Tensor& c0, const RnnWeights& w,
                         float dropout = 0.f, bool training = false, Philox* rng = nullptr);
 KILN_API RnnOutput gru(const Tensor& x, const Tensor& h0, const RnnWeights& w, float dropout = 0.f,
