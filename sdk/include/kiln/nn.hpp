@@ -12,8 +12,17 @@
 //   };
 #pragma once
 
+#include "kiln/nn/avg_pool2d.hpp"
+#include "kiln/nn/batch_norm2d.hpp"
+#include "kiln/nn/conv2d.hpp"
+#include "kiln/nn/conv_transpose2d.hpp"
 #include "kiln/nn/dropout.hpp"
 #include "kiln/nn/embedding.hpp"
+#include "kiln/nn/group_norm.hpp"
 #include "kiln/nn/init.hpp"
+#include "kiln/nn/layer_norm.hpp"
 #include "kiln/nn/linear.hpp"
+#include "kiln/nn/max_pool2d.hpp"
 #include "kiln/nn/module.hpp"
+#include "kiln/nn/rnn.hpp"
+#include "kiln/nn/upsample.hpp"
