@@ -188,18 +188,23 @@ RealNVP::RealNVP(const FlowConfig& config, std::uint64_t init_seed) : config_(co
   }
 }
 
-Tensor RealNVP::bits_per_dim(const Dequantised& batch) const {
-  const Tensor& x = batch.y;
+Tensor RealNVP::forward(const Tensor& x, Tensor& logdet) const {
   KILN_CHECK(x.dim() == 4 && x.size(1) == 1 && x.size(2) == kSide && x.size(3) == kSide,
              "flow: expects [N, 1, 28, 28] images, got ", kiln::shape_str(x.shape()));
-  Tensor logdet = batch.logdet;
   Tensor y = x;
   for (const auto& c : checker_) y = c->forward(y, logdet);
   y = squeeze2x2(y);
   for (const auto& c : channel_) y = c->forward(y, logdet);
+  return y;
+}
+
+Tensor RealNVP::bits_per_dim(const Dequantised& batch) const {
+  const Tensor& x = batch.y;
+  Tensor logdet = batch.logdet;
+  const Tensor z = forward(x, logdet);
   const double dims = static_cast<double>(x.numel() / x.size(0));
   const Tensor log_pz =
-      ops::sum(ops::square(y), {1, 2, 3}) * -0.5f - static_cast<float>(0.5 * dims * kLog2Pi);
+      ops::sum(ops::square(z), {1, 2, 3}) * -0.5f - static_cast<float>(0.5 * dims * kLog2Pi);
   return (log_pz + logdet) * static_cast<float>(-1.0 / (dims * kLn2)) + 8.f;
 }
 

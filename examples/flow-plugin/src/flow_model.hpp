@@ -76,6 +76,9 @@ class RealNVP : public kiln::nn::Module {
  public:
   RealNVP(const FlowConfig& config, std::uint64_t init_seed);
 
+  // Logit-space images y [N, 1, 28, 28] -> latents z [N, 4, 14, 14]; adds log|det dz/dy| per
+  // example to `logdet` ([N]).
+  kiln::Tensor forward(const kiln::Tensor& y, kiln::Tensor& logdet) const;
   // Negative log-likelihood of each example in bits per dimension of the 8-bit image, [N]:
   // -log2 p(x) / D + 8 (the 8 bits turn the density of x in [0, 1) into one over 256 levels).
   kiln::Tensor bits_per_dim(const Dequantised& batch) const;
