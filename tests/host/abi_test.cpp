@@ -71,5 +71,19 @@ TEST_F(Abi, CheckPluginAndInspectRefuseMismatchedBuild) {
       << r.out;
 }
 
+TEST_F(Abi, PluginNeedingAnotherSdkLibraryNamesBothVersions) {
+  // kiln_newer.so needs libkiln_sdk.so.<ABI + 1>, which is nowhere to be found.
+  const fs::path newer = fs::path(KILN_MISMATCHED_PLUGIN_DIR) / "kiln_newer.so";
+  const Result r = kiln({"inspect", newer.string()});
+  EXPECT_EQ(r.code, 3) << r.all();
+  const std::string next = std::to_string(KILN_MISMATCHED_ABI_VERSION);
+  EXPECT_TRUE(contains(r.err, "it was built for Kiln plugin ABI version " + next +
+                                  " (it needs libkiln_sdk.so." + next +
+                                  ", which is not installed), but this kiln uses ABI version " +
+                                  std::to_string(KILN_ABI_VERSION)))
+      << r.err;
+  EXPECT_TRUE(contains(r.err, "rebuild the plugin against this Kiln SDK")) << r.err;
+}
+
 }  // namespace
 }  // namespace kiln::host
