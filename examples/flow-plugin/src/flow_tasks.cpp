@@ -108,12 +108,24 @@ double score(const RealNVP& model, const kiln::data::Dataset& data, std::int64_t
   return n > 0 ? total / static_cast<double>(n) : 0.0;
 }
 
+// The model's tensors: the file itself (train/model.safetensors), or the model part of a training
+// checkpoint (train/checkpoints/step-<n>.safetensors, state() under "state."), so that any
+// checkpoint can be sampled and scored.
+TensorMap model_tensors(const TensorMap& file) {
+  if (!file.count("state.optim.step")) return file;
+  TensorMap model;
+  for (const auto& [k, t] : file) {
+    if (k.rfind("state.model.", 0) == 0) model[k.substr(12)] = t;
+  }
+  return model;
+}
+
 // A model written by flow/train's export_model(), rebuilt from the parameters it stores.
 std::unique_ptr<RealNVP> load_model(const std::string& file) {
   const kiln::Safetensors f = kiln::load_safetensors(file);
   const Params trained = kiln::checkpoint_params(f.metadata, kPluginName, train_params(), file);
   auto model = std::make_unique<RealNVP>(config_from(trained), 0);
-  model->load_state_dict(f.tensors);
+  model->load_state_dict(model_tensors(f.tensors));
   return model;
 }
 
