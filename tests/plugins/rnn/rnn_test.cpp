@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -314,6 +315,70 @@ TEST(RnnModel, CheckpointHoldsTheVocabularyAndRejectsForeignFiles) {
   }
   kiln::save_safetensors(dir / "other.safetensors", {{"w", Tensor::zeros({2})}}, {});
   EXPECT_THROW(load_model((dir / "other.safetensors").string()), kiln::Error);
+}
+
+}  // namespace
+}  // namespace kiln_rnn
+
+namespace kiln_rnn {
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The real `kiln` binary: train, then generate one streamed sample and evaluate.
+TEST(RnnPipeline, TrainGenerateEvaluateWithTheKilnBinary) {
+  kiln::test::TempDir dir;
+  write(dir / "corpus.txt", repeated(repeated("abc", 10) + "\n", 30));
+  write(dir / "p.toml", R"([pipeline]
+name = "p"
+seed = 4
+[compute]
+threads = 1
+[[stage]]
+id = "train"
+plugin = "rnn"
+task = "train"
+data = "corpus.txt"
+embed = 4
+hidden = 16
+layers = 1
+seq_len = 16
+streams = 4
+batch_size = 4
+shuffle = false
+lr = 0.03
+epochs = 3
+[[stage]]
+id = "gen"
+plugin = "rnn"
+task = "generate"
+model = "@train"
+prompt = "ab"
+greedy = true
+max_tokens = 7
+count = 1
+stream = true
+[[stage]]
+id = "bpc"
+plugin = "rnn"
+task = "evaluate"
+model = "@train"
+data = "corpus.txt"
+streams = 2
+)");
+  const std::string cmd = "cd '" + dir.path().string() + "' && OMP_WAIT_POLICY=PASSIVE '" +
+                          std::string(KILN_EXE) + "' run p.toml > out.txt 2> err.txt";
+  const int rc = std::system(cmd.c_str());
+  ASSERT_EQ(rc, 0) << slurp(dir / "err.txt");
+  const std::string sample = slurp(dir / "runs/p/gen/samples/000000.txt");
+  EXPECT_EQ(sample, "abcabcabc");
+  EXPECT_EQ(slurp(dir / "out.txt"), sample + "\n");  // streamed to stdout, nothing else
+  EXPECT_NE(slurp(dir / "runs/p/gen/manifest.jsonl").find("\"prompt\""), std::string::npos);
+  EXPECT_NE(slurp(dir / "err.txt").find("val_bpc"), std::string::npos);
+  EXPECT_NE(slurp(dir / "err.txt").find("bpc = "), std::string::npos);
 }
 
 }  // namespace
