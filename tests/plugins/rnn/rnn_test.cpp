@@ -383,3 +383,62 @@ streams = 2
 
 }  // namespace
 }  // namespace kiln_rnn
+
+namespace kiln_rnn {
+namespace {
+
+// Six steps of truncated BPTT (state carried, clipping, Adam) against PyTorch from the same
+// initial weights: tests/fixtures/gen/rnn_train_fixture.py.
+TEST(RnnTrain, MatchesPyTorchStepForStep) {
+  const kiln::Safetensors fx = kiln::test::load_fixture("rnn_train.safetensors");
+  const std::string text = fx.metadata.at("text");
+  for (const std::string cell : {"lstm", "gru"}) {
+    kiln::test::TempDir dir;
+    write(dir / "t.txt", text);
+    TestContext ctx(dir.path());
+    const Params p = resolve(train_param_specs(), {{"data", (dir / "t.txt").string()},
+                                                   {"cell", cell},
+                                                   {"embed", std::int64_t{5}},
+                                                   {"hidden", std::int64_t{8}},
+                                                   {"layers", std::int64_t{2}},
+                                                   {"streams", std::int64_t{3}},
+                                                   {"seq_len", std::int64_t{6}},
+                                                   {"lr", 1e-2},
+                                                   {"clip", 0.5},
+                                                   {"val_fraction", 0.0}});
+    auto task = make_train_task(p, ctx);
+    kiln::TrainTask& t = *task->as_train();
+    kiln::TensorMap state = t.state();
+    int replaced = 0;
+    for (auto& [k, v] : fx.tensors) {
+      const std::string prefix = cell + ".init.";
+      if (k.rfind(prefix, 0) != 0) continue;
+      const std::string name = "model." + k.substr(prefix.size());
+      ASSERT_TRUE(state.count(name)) << name;
+      state[name] = v;
+      ++replaced;
+    }
+    ASSERT_EQ(replaced, 11);
+    t.load_state(state);
+    kiln::data::DataLoader loader(t.train_data(),
+                                  {.batch_size = 3, .shuffle = false, .prefetch = 0});
+    const std::vector<float> losses = fx.tensors.at(cell + ".losses").to_vector();
+    for (std::size_t s = 0; s < losses.size(); ++s) {
+      const auto step = static_cast<std::int64_t>(s);
+      const kiln::Metrics m = t.train_step(loader.get(0, step), {step, 0, step, 1});
+      EXPECT_NEAR(m.at("loss"), losses[s], 2e-5 * (1 + losses[s])) << cell << " step " << s;
+      EXPECT_EQ(m.at("carried"), s == 0 ? 0.0 : 1.0);
+    }
+    const kiln::TensorMap after = t.state();
+    for (auto& [k, v] : fx.tensors) {
+      const std::string prefix = cell + ".final.";
+      if (k.rfind(prefix, 0) != 0) continue;
+      EXPECT_TRUE(
+          kiln::test::all_close(after.at("model." + k.substr(prefix.size())), v, 1e-4f, 1e-5f))
+          << cell << " " << k;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kiln_rnn
