@@ -1,0 +1,74 @@
+#!/usr/bin/python3
+"""Kiln's rnn plugin against the PyTorch peer on the B4 char-LSTM workload, side by side.
+
+Runs, interleaved point by point and round by round, build/plugins/rnn/bench_rnn_plugin (Kiln,
+2 threads) and bench/peers/char_lstm.py speed (PyTorch 1.13 in the peers README's
+configurations "1" = 1 thread and "2p" = 2 threads with OMP_WAIT_POLICY=PASSIVE), then prints
+the medians and the ratio Kiln / best PyTorch configuration, with the load average before and
+after. Both sides run with OMP_WAIT_POLICY=PASSIVE and glibc malloc tuned as in the peers README.
+
+  /usr/bin/python3 bench/rnn_side_by_side.py [--build build] [--rounds 2] [--reps 5]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+POINTS = ["train_step_b32_t128", "sample_b1", "sample_b32"]
+SHORT = {"train_step_b32_t128": "train", "sample_b1": "sample_b1", "sample_b32": "sample_b32"}
+
+
+def run(cmd, env_extra):
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.update({"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
+                "MALLOC_TOP_PAD_": str(256 << 20)})
+    env.update(env_extra)
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+    kiln_exe = os.path.join(args.build, "plugins", "rnn", "bench_rnn_plugin")
+    peer = os.path.join(HERE, "peers", "char_lstm.py")
+    configs = {
+        "kiln 2t": ([kiln_exe, "--threads", "2", "--reps", str(args.reps)],
+                    {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}),
+        "torch 1": (["/usr/bin/python3", peer, "speed", "--threads", "1", "--reps", str(args.reps)],
+                    {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}),
+        "torch 2p": (["/usr/bin/python3", peer, "speed", "--threads", "2", "--reps",
+                      str(args.reps)], {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}),
+    }
+    load_before = os.getloadavg()
+    results = {name: {p: [] for p in POINTS} for name in configs}
+    for r in range(args.rounds):
+        for point in POINTS:
+            for name, (cmd, env) in configs.items():
+                flag = ["--points", SHORT[point]]
+                for rec in run(cmd + flag, env):
+                    results[name][rec["metric"]].append(rec["value"])
+                print(f"round {r + 1} {point:22s} {name:9s} {results[name][point][-1]:10.2f}",
+                      file=sys.stderr, flush=True)
+    load_after = os.getloadavg()
+    print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} "
+          f"(1-minute; {os.cpu_count()} cores)")
+    print(f"| point | unit | Kiln (2 threads) | PyTorch 1 thread | PyTorch 2p | Kiln / best PyTorch |")
+    print("|---|---|---|---|---|---|")
+    for point in POINTS:
+        med = {name: statistics.median(results[name][point]) for name in configs}
+        best = max(med["torch 1"], med["torch 2p"])
+        unit = "step/s" if point.startswith("train") else "char/s"
+        print(f"| {point} | {unit} | {med['kiln 2t']:.2f} | {med['torch 1']:.2f} | "
+              f"{med['torch 2p']:.2f} | {med['kiln 2t'] / best:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
