@@ -19,7 +19,7 @@ enum class Cls : std::uint8_t { letter, number, space, other };
 
 // Decodes the code point at text[i]; `len` receives its byte length (1 for an invalid byte, whose
 // code point is returned as 0xFFFFFFFF).
-char32_t decode_utf8(std::string_view s, std::size_t i, std::size_t& len) {
+char32_t utf8_at(std::string_view s, std::size_t i, std::size_t& len) {
   const auto b0 = static_cast<unsigned char>(s[i]);
   len = 1;
   if (b0 < 0x80) return b0;
@@ -104,7 +104,7 @@ std::vector<Char> scan(std::string_view s) {
   std::size_t i = 0;
   while (i < s.size()) {
     std::size_t len = 1;
-    const char32_t cp = decode_utf8(s, i, len);
+    const char32_t cp = utf8_at(s, i, len);
     out.push_back({i, len, classify(cp), cp});
     i += len;
   }
@@ -145,7 +145,7 @@ const ByteTable& byte_table() {
   return t;
 }
 
-void append_utf8(std::string& out, char32_t c) {
+void put_utf8(std::string& out, char32_t c) {
   if (c < 0x80) {
     out += static_cast<char>(c);
   } else if (c < 0x800) {
@@ -171,7 +171,7 @@ std::optional<std::string> vocab_string_to_bytes(std::string_view s) {
   std::size_t i = 0;
   while (i < s.size()) {
     std::size_t len = 1;
-    const char32_t cp = decode_utf8(s, i, len);
+    const char32_t cp = utf8_at(s, i, len);
     auto it = t.from_cp.find(cp);
     if (cp == 0xFFFFFFFF || it == t.from_cp.end()) return std::nullopt;
     out += static_cast<char>(it->second);
@@ -299,7 +299,7 @@ class JsonReader {
           } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
             fail("lone surrogate");
           }
-          append_utf8(out, cp);
+          put_utf8(out, cp);
           break;
         }
         default:
@@ -814,7 +814,7 @@ char32_t byte_to_unicode(std::uint8_t b) {
 
 std::string bytes_to_vocab_string(std::string_view bytes) {
   std::string out;
-  for (char c : bytes) append_utf8(out, byte_table().to_cp[static_cast<unsigned char>(c)]);
+  for (char c : bytes) put_utf8(out, byte_table().to_cp[static_cast<unsigned char>(c)]);
   return out;
 }
 
