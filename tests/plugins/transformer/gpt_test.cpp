@@ -11,8 +11,8 @@
 #include "kiln/autograd.hpp"
 #include "kiln/optim.hpp"
 #include "kiln/safetensors.hpp"
-#include "tasks.hpp"
 #include "support/test_support.hpp"
+#include "tasks.hpp"
 
 namespace kiln::gpt {
 namespace {
