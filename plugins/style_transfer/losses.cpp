@@ -13,8 +13,25 @@ Tensor gram(const Tensor& f) {
   KILN_CHECK(f.dim() == 4, "style_transfer: gram needs [N, C, h, w] activations, got ",
              shape_str(f.shape()));
   const std::int64_t n = f.size(0), c = f.size(1), hw = f.size(2) * f.size(3);
-  const Tensor flat = f.contiguous().reshape({n, c, hw});
-  return ops::mul_scalar(ops::matmul(flat, flat.transpose(1, 2)), 1.f / static_cast<float>(hw));
+  const float scale = 1.f / static_cast<float>(hw);
+  const Shape shape = f.shape();
+  Tensor flat;
+  Tensor g;
+  {
+    NoGradGuard ng;
+    flat = f.contiguous().reshape({n, c, hw});
+    g = ops::mul_scalar(ops::matmul(flat, flat.transpose(1, 2)), scale);
+  }
+  // One matmul backward instead of autograd's two (the operands are the same matrix):
+  // dF = (dG + dG^T) F / hw.
+  if (needs_grad({f})) {
+    record("gram", {f}, {&g}, [flat = flat.detach(), scale, shape](const TensorList& grads) {
+      const Tensor dg = grads[0];
+      const Tensor sym = ops::add(dg, dg.transpose(1, 2));
+      return TensorList{ops::mul_scalar(ops::matmul(sym, flat), scale).reshape(shape)};
+    });
+  }
+  return g;
 }
 
 Tensor total_variation(const Tensor& x) {
