@@ -61,6 +61,17 @@ class StylizeTask final : public RunTask {
     double first_content = 0, first_style = 0, last_total = 0, last_content = 0, last_style = 0,
            last_tv = 0, first_total = 0;
     std::int64_t done = 0, evaluations_total = 0;
+    // Steady-state speed: iterations of the last scale after its first kWarm (which pay for
+    // primitive creation and first-touch allocations).
+    constexpr std::int64_t kWarm = 3;
+    auto t_warm = std::chrono::steady_clock::now();
+    std::int64_t warm_done = -1;
+    auto mark = [&](int lvl, std::int64_t it) {
+      if (lvl == scales - 1 && it + 1 == kWarm) {
+        t_warm = std::chrono::steady_clock::now();
+        warm_done = done;
+      }
+    };
     const std::int64_t all = iterations * scales;
     for (int level = 0; level < scales; ++level) {
       const double f = std::pow(0.5, scales - 1 - level);
@@ -111,6 +122,7 @@ class StylizeTask final : public RunTask {
           record(it, it + 1, t, total);
           ++evaluations_total;
           ctx_.progress(++done, all, "iteration");
+          mark(level, it);
         }
       } else {
         Lbfgs opt(x.numel(), {.history = static_cast<int>(history),
@@ -138,12 +150,14 @@ class StylizeTask final : public RunTask {
           record(it, opt.evaluations(), last, total);
           evaluations_total += opt.evaluations() - before;
           ctx_.progress(++done, all, "iteration");
+          mark(level, it);
         }
         x = Tensor::from_vector(xv, x.shape());
       }
     }
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto t_end = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(t_end - t0).count();
+    const double steady_seconds = std::chrono::duration<double>(t_end - t_warm).count();
     Tensor out = ops::clamp(x.detach(), 0.f, 1.f).contiguous();
     if (p_.boolean("preserve_colors")) out = transfer_luminance(out, content_final);
 
@@ -156,6 +170,11 @@ class StylizeTask final : public RunTask {
         {"evaluations", std::to_string(evaluations_total)},
         {"seconds", fmt(seconds)},
         {"evaluations_per_second", fmt(evaluations_total / std::max(seconds, 1e-9))}};
+    if (warm_done >= 0 && done > warm_done) {
+      arts.back().info["steady_iterations"] = std::to_string(done - warm_done);
+      arts.back().info["steady_iterations_per_second"] =
+          fmt(static_cast<double>(done - warm_done) / std::max(steady_seconds, 1e-9));
+    }
     arts.push_back(Artifact::make_table("losses", table));
     arts.push_back(
         Artifact::make_metrics({{"content_loss", last_content},
