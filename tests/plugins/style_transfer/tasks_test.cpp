@@ -90,6 +90,21 @@ TEST(Stylize, InitImageBlendOfStylesAndFixedStepLbfgs) {
   EXPECT_EQ(metric(arts, "evaluations"), 13);  // one per iteration plus the first point
 }
 
+TEST(Stylize, JpegAndGreyInputs) {
+  kiln::test::TempDir dir;
+  const fs::path images = fs::path(KILN_FIXTURE_DIR) / "images";
+  const auto arts = run_stylize({{"content", (images / "rgb.jpg").string()},
+                                 {"style", (images / "grey.jpg").string()},
+                                 {"iterations", std::int64_t{3}},
+                                 {"size", std::int64_t{0}}},
+                                dir.path());
+  const Image src = read_image(images / "rgb.jpg");
+  const Artifact* img = find(arts, ArtifactKind::image);
+  ASSERT_NE(img, nullptr);
+  EXPECT_EQ(img->image.width, src.width);  // size 0: the content's own size
+  EXPECT_EQ(img->image.height, src.height);
+}
+
 TEST(Stylize, BadInputIsAClearError) {
   kiln::test::TempDir dir;
   std::ofstream(dir / "not_an_image.png") << "hello";
