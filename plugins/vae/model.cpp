@@ -113,12 +113,21 @@ Tensor Decoder::forward(const Tensor& z, bool sigmoid) const {
   Tensor h = fc_->forward(z, {.act = ops::Act::relu});
   h = h.reshape({z.size(0), cfg_.channels.back(), h0_, w0_});
   const auto& layers = deconvs_->items();
-  for (std::size_t i = 0; i + 1 < layers.size(); ++i) h = layers[i]->forward(h);
-  const auto& last = layers.back();
-  if (!sigmoid) return last->forward(h);
-  ops::ConvTranspose2dOptions o = last->options();
-  o.act = ops::Act::sigmoid;
-  return ops::conv_transpose2d(h, last->weight, last->bias, o);
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const nn::ConvTranspose2d& l = *layers[i];
+    ops::ConvTranspose2dOptions o = l.options();
+    o.act = ops::Act::none;
+    // oneDNN 2.6's deconvolution is an order of magnitude slower with a bias or a post-op
+    // (docs/models/vae.md, "Speed"): the bias and the activation run as separate ops.
+    h = ops::conv_transpose2d(h, l.weight, Tensor(), o);
+    h = h + l.bias.view({1, l.out_channels(), 1, 1});
+    if (i + 1 < layers.size()) {
+      h = ops::relu(h);
+    } else if (sigmoid) {
+      h = ops::sigmoid(h);
+    }
+  }
+  return h;
 }
 
 // ---------------------------------------------------------------- model
