@@ -14,6 +14,11 @@ order differs from Kiln's, the distribution does not). AdamW (betas 0.9/0.95, ep
 decay on the matrices except the position embedding; lr warm-up from 0 then cosine to min_lr
 over `steps`; gradient norm clipped to 1. Prints the validation loss over all validation windows
 at the end (and every --eval-every steps).
+
+--linear conv computes every linear layer (and the tied head) as a 1x1 convolution, which
+PyTorch 1.13 runs on oneDNN, forward and backward: the same arithmetic as F.linear. Use it where
+torch's fp32 F.linear falls to a slow BLAS (on the development machine Debian's libblas.so.3 is
+the reference netlib BLAS, about 4 CPU-seconds per step here instead of well under 1).
 """
 import argparse
 import json
@@ -40,6 +45,21 @@ def load_safetensors(path):
     return out
 
 
+LINEAR = "linear"
+
+
+def lin(x, w, b=None):
+    if LINEAR == "linear":
+        return F.linear(x, w, b)
+    shape = x.shape
+    y = F.conv2d(x.reshape(-1, shape[-1], 1, 1), w[:, :, None, None], b)
+    return y.reshape(*shape[:-1], w.shape[0])
+
+
+def apply(layer, x):
+    return lin(x, layer.weight, layer.bias)
+
+
 class Block(torch.nn.Module):
     def __init__(self, d, h):
         super().__init__()
@@ -53,13 +73,14 @@ class Block(torch.nn.Module):
 
     def forward(self, x):
         b, t, d = x.shape
-        q, k, v = self.c_attn(self.ln_1(x)).split(d, dim=2)
+        q, k, v = apply(self.c_attn, self.ln_1(x)).split(d, dim=2)
         q, k, v = (z.view(b, t, self.h, d // self.h).transpose(1, 2) for z in (q, k, v))
         s = (q @ k.transpose(-1, -2)) / math.sqrt(d // self.h)
         s = s.masked_fill(~torch.ones(t, t, dtype=torch.bool).tril(), float("-inf"))
         a = (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(b, t, d)
-        x = x + self.c_proj(a)
-        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+        x = x + apply(self.c_proj, a)
+        h = F.gelu(apply(self.c_fc, self.ln_2(x)), approximate="tanh")
+        return x + apply(self.mlp_proj, h)
 
 
 class GPT(torch.nn.Module):
@@ -83,7 +104,7 @@ class GPT(torch.nn.Module):
         x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
         for blk in self.h:
             x = blk(x)
-        return F.linear(self.ln_f(x), self.wte.weight)
+        return lin(self.ln_f(x), self.wte.weight)
 
 
 def windows(ids, ctx):
@@ -100,7 +121,10 @@ def main():
         ap.add_argument("--" + name, type=int, default=default)
     for name, default in (("lr", 2e-3), ("min-lr", 2e-4), ("wd", 0.1), ("clip", 1.0)):
         ap.add_argument("--" + name, type=float, default=default)
+    ap.add_argument("--linear", choices=("linear", "conv"), default="linear")
     a = ap.parse_args()
+    global LINEAR
+    LINEAR = a.linear
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     toks = load_safetensors(a.tokens)
@@ -150,7 +174,7 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
         opt.step()
-        if (step + 1) % 50 == 0:
+        if (step + 1) % 10 == 0:
             print(f"step {step + 1}: loss {loss.item():.4f}, {time.time() - t0:.0f} s", flush=True)
         if a.eval_every and (step + 1) % a.eval_every == 0 and step + 1 < a.steps:
             print(f"step {step + 1}: val_loss {evaluate():.4f}", flush=True)
