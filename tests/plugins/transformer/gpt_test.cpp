@@ -109,7 +109,7 @@ TEST(Gpt, KvCacheDecodeEqualsFullSequenceLogits) {
 }
 
 TEST(Gpt, Bf16DecodeIsCloseToF32) {
-  // bf16 weights and cache against the f32 full-sequence logits (|logits| ~ 1-4).
+  // bf16 weights and cache against the f32 full-sequence logits (std 1.13, largest 4.4).
   LoadedModel m = load_model(hf_dir() / "model.safetensors", 0, "");
   check_cache(*m.model, DType::bf16, 0.15f);
 }
