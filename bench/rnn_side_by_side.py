@@ -36,30 +36,40 @@ def main():
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--torch-libdir", default="/usr/lib/x86_64-linux-gnu/openblas-pthread",
+                    help="prepended to LD_LIBRARY_PATH for PyTorch: a folder with OpenBLAS's "
+                         "libblas.so.3 (Debian's torch otherwise uses whatever libblas.so.3 "
+                         "the alternatives system picks, possibly the reference BLAS)")
     args = ap.parse_args()
     kiln_exe = os.path.join(args.build, "plugins", "rnn", "bench_rnn_plugin")
     peer = os.path.join(HERE, "peers", "char_lstm.py")
+    torch_env = {}
+    if os.path.isdir(args.torch_libdir):
+        torch_env["LD_LIBRARY_PATH"] = args.torch_libdir
     configs = {
         "kiln 2t": ([kiln_exe, "--threads", "2", "--reps", str(args.reps)],
                     {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}),
         "torch 1": (["/usr/bin/python3", peer, "speed", "--threads", "1", "--reps", str(args.reps)],
-                    {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}),
+                    {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **torch_env}),
         "torch 2p": (["/usr/bin/python3", peer, "speed", "--threads", "2", "--reps",
-                      str(args.reps)], {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}),
+                      str(args.reps)], {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE", **torch_env}),
     }
     load_before = os.getloadavg()
     results = {name: {p: [] for p in POINTS} for name in configs}
+    blas = set()
     for r in range(args.rounds):
         for point in POINTS:
             for name, (cmd, env) in configs.items():
                 flag = ["--points", SHORT[point]]
                 for rec in run(cmd + flag, env):
                     results[name][rec["metric"]].append(rec["value"])
+                    if "blas" in rec:
+                        blas.add(rec["blas"])
                 print(f"round {r + 1} {point:22s} {name:9s} {results[name][point][-1]:10.2f}",
                       file=sys.stderr, flush=True)
     load_after = os.getloadavg()
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} "
-          f"(1-minute; {os.cpu_count()} cores)")
+          f"(1-minute; {os.cpu_count()} cores); PyTorch BLAS: {', '.join(sorted(blas))}")
     print(f"| point | unit | Kiln (2 threads) | PyTorch 1 thread | PyTorch 2p | Kiln / best PyTorch |")
     print("|---|---|---|---|---|---|")
     for point in POINTS:

@@ -65,6 +65,18 @@ class CharRnn(nn.Module):
 
 # ----------------------------------------------------------------------------------- timing
 
+def blas_library():
+    """The BLAS library this process loaded (Debian's torch links libblas.so.3: OpenBLAS or the
+    much slower reference BLAS, whichever the alternatives system or LD_LIBRARY_PATH gives)."""
+    torch.randn(8, 8) @ torch.randn(8, 8)
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "blas" in line.split()[-1]}
+        return ",".join(sorted(os.path.basename(x) for x in libs))
+    except OSError:
+        return "?"
+
+
 def measure(fn, reps, warmup=2, min_time=0.05):
     for _ in range(warmup):
         fn()
@@ -97,11 +109,14 @@ def speed(args):
         loss.backward()
         opt.step()
 
+    blas = blas_library()
+
     def report(metric, unit, per_call, med, worst, best):
         print(json.dumps({"impl": "torch", "workload": "char_lstm", "metric": metric,
                           "unit": unit, "value": per_call / med, "worst": per_call / worst,
                           "best": per_call / best, "threads": torch.get_num_threads(),
-                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}), flush=True)
+                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+                          "blas": blas}), flush=True)
 
     if "train" in args.points:
         med, worst, best = measure(train_step, args.reps)
@@ -207,7 +222,8 @@ def train(args):
     print(json.dumps({"impl": "torch", "event": "start", "vocab": len(chars),
                       "train_chars": len(train_ids), "val_chars": len(val_ids),
                       "chunks_per_epoch": C, "steps": steps,
-                      "params": sum(p.numel() for p in model.parameters())}), flush=True)
+                      "params": sum(p.numel() for p in model.parameters()),
+                      "blas": blas_library()}), flush=True)
     state, step, losses = None, 0, []
     t_train = time.time()
     while step < steps:
