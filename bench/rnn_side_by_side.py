@@ -49,6 +49,8 @@ def main():
     configs = {
         "kiln 2t": ([kiln_exe, "--threads", "2", "--reps", str(args.reps)],
                     {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}),
+        "kiln 1t": ([kiln_exe, "--threads", "1", "--reps", str(args.reps)],
+                    {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}),
         "torch 1": (["/usr/bin/python3", peer, "speed", "--threads", "1", "--reps", str(args.reps)],
                     {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **torch_env}),
         "torch 2p": (["/usr/bin/python3", peer, "speed", "--threads", "2", "--reps",
@@ -56,6 +58,7 @@ def main():
     }
     load_before = os.getloadavg()
     results = {name: {p: [] for p in POINTS} for name in configs}
+    cpu_rate = {name: {p: [] for p in POINTS} for name in configs}  # work per CPU second
     blas = set()
     for r in range(args.rounds):
         for point in POINTS:
@@ -63,6 +66,7 @@ def main():
                 flag = ["--points", SHORT[point]]
                 for rec in run(cmd + flag, env):
                     results[name][rec["metric"]].append(rec["value"])
+                    cpu_rate[name][rec["metric"]].append(rec["per_call"] / rec["cpu_s_per_call"])
                     if "blas" in rec:
                         blas.add(rec["blas"])
                 print(f"round {r + 1} {point:22s} {name:9s} {results[name][point][-1]:10.2f}",
@@ -70,14 +74,26 @@ def main():
     load_after = os.getloadavg()
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} "
           f"(1-minute; {os.cpu_count()} cores); PyTorch BLAS: {', '.join(sorted(blas))}")
-    print(f"| point | unit | Kiln (2 threads) | PyTorch 1 thread | PyTorch 2p | Kiln / best PyTorch |")
-    print("|---|---|---|---|---|---|")
+    print("Wall-clock throughput (median of rounds):")
+    print("| point | unit | Kiln 2 threads | Kiln 1 thread | PyTorch 1 thread | PyTorch 2p "
+          "| best Kiln / best PyTorch |")
+    print("|---|---|---|---|---|---|---|")
     for point in POINTS:
         med = {name: statistics.median(results[name][point]) for name in configs}
-        best = max(med["torch 1"], med["torch 2p"])
+        best_t = max(med["torch 1"], med["torch 2p"])
+        best_k = max(med["kiln 2t"], med["kiln 1t"])
         unit = "step/s" if point.startswith("train") else "char/s"
-        print(f"| {point} | {unit} | {med['kiln 2t']:.2f} | {med['torch 1']:.2f} | "
-              f"{med['torch 2p']:.2f} | {med['kiln 2t'] / best:.2f}x |")
+        print(f"| {point} | {unit} | {med['kiln 2t']:.2f} | {med['kiln 1t']:.2f} | "
+              f"{med['torch 1']:.2f} | {med['torch 2p']:.2f} | {best_k / best_t:.2f}x |")
+    print()
+    print("Work per CPU-second of the process (all its threads), single-threaded configurations:")
+    print("| point | unit | Kiln 1 thread | PyTorch 1 thread | Kiln / PyTorch |")
+    print("|---|---|---|---|---|")
+    for point in POINTS:
+        k = statistics.median(cpu_rate["kiln 1t"][point])
+        t = statistics.median(cpu_rate["torch 1"][point])
+        unit = "step/cpu-s" if point.startswith("train") else "char/cpu-s"
+        print(f"| {point} | {unit} | {k:.2f} | {t:.2f} | {k / t:.2f}x |")
 
 
 if __name__ == "__main__":
