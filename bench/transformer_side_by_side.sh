@@ -1,6 +1,8 @@
 #!/bin/sh
 # GPT-2-small inference, Kiln then PyTorch, in alternating rounds, and the ratios of the medians.
 #   bench/transformer_side_by_side.sh [rounds=2] [reps=3]
+#   KILN_MODES=bf16 TORCH_MODES=bf16w bench/transformer_side_by_side.sh 1 2   # one precision
+#   TORCH_ARGS=--prefill-only ...   # PyTorch prefill only
 # Needs build/bench/bench_transformer_bench (cmake --build build --target bench_transformer_bench)
 # and /usr/bin/python3 with torch. Both run with 2 threads and OMP_WAIT_POLICY=PASSIVE (the
 # peers README's best 2-thread configuration for GPT-2; it also keeps spinning threads from
@@ -15,8 +17,8 @@ unset OPENBLAS_CORETYPE
 uptime
 i=0
 while [ $i -lt "$rounds" ]; do
-  build/bench/bench_transformer_bench speed --modes f32,bf16 --reps "$reps" --threads 2 | tee -a "$out"
-  /usr/bin/python3 bench/peers/gpt2.py --modes fp32,bf16w --reps "$reps" --threads 2 | tee -a "$out"
+  build/bench/bench_transformer_bench speed --modes "${KILN_MODES:-f32,bf16}" --reps "$reps" --threads 2 | tee -a "$out"
+  /usr/bin/python3 bench/peers/gpt2.py --modes "${TORCH_MODES:-fp32,bf16w}" --reps "$reps" --threads 2 $TORCH_ARGS | tee -a "$out"
   i=$((i + 1))
 done
 uptime

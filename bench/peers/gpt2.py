@@ -12,7 +12,7 @@ N(0, 0.02 / sqrt(24)); 124,439,808 parameters), random weights. KV cache preallo
   decode:  after an untimed prefill, 32 greedy (argmax) steps at positions 128..159, at batch 1
            and at batch 8 (8 different prompts); tokens/s = B * 32 / t
 Modes: fp32; bf16w = model.to(bfloat16), cache in bf16 too.
-Prints one line per measurement: "gpt2 <mode> <metric> <median tok/s> [<worst>-<best>]".
+--prefill-only skips decode. Prints one line per measurement: "gpt2 <mode> <metric> <median tok/s> [<worst>-<best>]".
 """
 import argparse
 import math
@@ -95,6 +95,8 @@ def main():
     ap.add_argument("--modes", default="fp32,bf16w")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prefill-only", action="store_true",
+                    help="skip decode (fp32 decode on a reference BLAS takes very long)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -113,7 +115,7 @@ def main():
             rate = [128 / t for t in ts]
             print(f"gpt2 {mode} prefill_b1_t128 {statistics.median(rate):.1f} "
                   f"[{min(rate):.1f}-{max(rate):.1f}]", flush=True)
-            for b in (1, 8):
+            for b in () if args.prefill_only else (1, 8):
                 def decode():
                     logits = m(prompts[:b], caches, 0)
                     tok = logits.argmax(-1, keepdim=True)
