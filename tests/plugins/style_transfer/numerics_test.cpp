@@ -279,3 +279,28 @@ TEST(Imaging, MemoryBoundNamesSizeAndLimit) {
 
 }  // namespace
 }  // namespace kiln::style
+
+#include "transformer_net.hpp"
+
+namespace kiln::style {
+namespace {
+
+TEST(TransformerNet, ReplicatePaddingAndShapes) {
+  const Tensor x = kiln::test::random_tensor({2, 3, 4, 5}, 1);
+  const Tensor p = pad_replicate(x, 2);
+  ASSERT_EQ(p.shape(), (Shape{2, 3, 8, 9}));
+  const auto xv = x.to_vector(), pv = p.to_vector();
+  EXPECT_FLOAT_EQ(pv[0], xv[0]);                  // corner repeats the corner
+  EXPECT_FLOAT_EQ(pv[2 * 9 + 2], xv[0]);          // the original starts at (2, 2)
+  EXPECT_FLOAT_EQ(pv[7 * 9 + 8], xv[3 * 5 + 4]);  // far corner
+  EXPECT_FLOAT_EQ(pv[3 * 9 + 0], xv[1 * 5 + 0]);  // left edge of row 1
+  KILN_EXPECT_GRADCHECK([](const TensorList& in) { return pad_replicate(in[0], 1); },
+                        {kiln::test::random_tensor({1, 2, 3, 3}, 2).set_requires_grad()});
+  Generator gen(1);
+  TransformerNet net(4, 1, true, gen);
+  EXPECT_EQ(net.forward(kiln::test::random_tensor({2, 3, 12, 16}, 3, 0.f, 1.f)).shape(),
+            (Shape{2, 3, 12, 16}));
+}
+
+}  // namespace
+}  // namespace kiln::style
