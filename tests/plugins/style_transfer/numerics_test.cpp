@@ -304,3 +304,33 @@ TEST(TransformerNet, ReplicatePaddingAndShapes) {
 
 }  // namespace
 }  // namespace kiln::style
+
+namespace kiln::style {
+namespace {
+
+// tests/fixtures/gen/style_fixture.py: the losses through a VGG-shaped network in PyTorch.
+TEST(Vgg19, LossesAndGradientMatchPyTorch) {
+  const Safetensors f = kiln::test::load_fixture("style.safetensors");
+  auto net = load_vgg19(kiln::test::fixture_path("style.safetensors"), true);
+  Losses losses(*net, {.content_layers = {"relu3_1"},
+                       .style_layers = {"relu1_1", "relu2_1", "relu3_1", "relu4_1"},
+                       .content_weight = 1,
+                       .style_weight = 100,
+                       .tv_weight = 0.5});
+  losses.set_style({f.tensors.at("style")}, {1.0});
+  const FeatureMap cf = losses.content_features(f.tensors.at("content"));
+  const Tensor x = f.tensors.at("x").clone().set_requires_grad(true);
+  const LossTerms t = losses.compute(x, cf);
+  EXPECT_NEAR(t.content, f.tensors.at("content_loss").item(), 1e-4 * (1 + t.content));
+  EXPECT_NEAR(t.style, f.tensors.at("style_loss").item(), 1e-4 * (1 + t.style));
+  EXPECT_NEAR(t.tv, f.tensors.at("tv_loss").item(), 1e-6);
+  EXPECT_NEAR(t.total.item(), f.tensors.at("total_loss").item(), 1e-4);
+  t.total.backward();
+  EXPECT_TRUE(kiln::test::all_close(x.grad(), f.tensors.at("grad"), 1e-3f, 1e-6f));
+  EXPECT_TRUE(
+      kiln::test::all_close(gram(net->forward(f.tensors.at("style"), {"relu2_1"}).at("relu2_1")),
+                            f.tensors.at("gram_relu2_1"), 1e-4f, 1e-6f));
+}
+
+}  // namespace
+}  // namespace kiln::style
