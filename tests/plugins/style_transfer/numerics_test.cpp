@@ -100,6 +100,21 @@ TEST(Gram, MatchesDefinitionAndGradient) {
                         {kiln::test::random_tensor({1, 3, 4, 4}, 5).set_requires_grad()});
 }
 
+TEST(Gram, BlockedConvOutputsTakeTheSamePath) {
+  // Convolution outputs come in oneDNN's blocked layout: gram gives the values and gradients of
+  // the plain path.
+  const Tensor x = kiln::test::random_tensor({1, 3, 12, 10}, 21);
+  const Tensor w = kiln::test::random_tensor({32, 3, 3, 3}, 22);
+  const Tensor f = ops::conv2d(x, w, Tensor(), {.padding = {1, 1}});
+  EXPECT_TRUE(f.is_blocked());  // otherwise this test does not test a blocked input
+  EXPECT_TRUE(kiln::test::all_close(gram(f), gram(f.contiguous()), 1e-5f, 1e-5f));
+  KILN_EXPECT_GRADCHECK(
+      [&](const TensorList& in) {
+        return gram(ops::conv2d(in[0], w, Tensor(), {.padding = {1, 1}}));
+      },
+      {kiln::test::random_tensor({1, 3, 6, 5}, 23).set_requires_grad()}, 1e-3f, 5e-3f, 2e-2f);
+}
+
 TEST(Losses, TotalVariationAndItsGradient) {
   const Tensor flat = Tensor::full({1, 3, 6, 6}, 0.3f);
   EXPECT_FLOAT_EQ(total_variation(flat).item(), 0.f);
