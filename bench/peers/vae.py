@@ -179,15 +179,18 @@ def measure(name, unit, per_call, reps, f):
         if time.perf_counter() - t0 >= 0.2:
             break
         inner *= 2
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(inner):
             f()
         rates.append(per_call * inner / (time.perf_counter() - t0))
+        cpu_rates.append(per_call * inner / (time.process_time() - c0))
     rates.sort()
+    cpu_rates.sort()
     print(json.dumps({"impl": "pytorch", "metric": name, "unit": unit,
                       "median": rates[len(rates) // 2], "worst": rates[0], "best": rates[-1],
+                      "per_cpu_second": cpu_rates[len(cpu_rates) // 2],
                       "threads": torch.get_num_threads()}), flush=True)
 
 
