@@ -23,6 +23,11 @@ Geometry geometry(const Shape& cols, std::int64_t stride, std::int64_t padding) 
   return g;
 }
 
+// floor(a / b) for b > 0 (C++ division truncates toward zero).
+std::int64_t floor_div(std::int64_t a, std::int64_t b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
 // scatter: img += cols (forward); gather: cols = img (backward), over the same index map.
 // Each (n, c) owns one output plane and its k * k input planes, so tasks never share memory.
 template <bool kScatter>
@@ -34,10 +39,10 @@ void walk(const Geometry& g, float* cols, float* img) {
       for (std::int64_t j = 0; j < g.k; ++j) {
         float* col = cols + (((c * g.k + i) * g.k + j) * g.n + n) * g.h * g.w;
         // Input positions whose output y * s - p + i lies inside the image.
-        const std::int64_t y0 = std::max<std::int64_t>(0, (g.p - i + g.s - 1) / g.s);
-        const std::int64_t y1 = std::min<std::int64_t>(g.h, (g.oh - 1 + g.p - i) / g.s + 1);
-        const std::int64_t x0 = std::max<std::int64_t>(0, (g.p - j + g.s - 1) / g.s);
-        const std::int64_t x1 = std::min<std::int64_t>(g.w, (g.ow - 1 + g.p - j) / g.s + 1);
+        const std::int64_t y0 = std::max<std::int64_t>(0, -floor_div(i - g.p, g.s));
+        const std::int64_t y1 = std::min<std::int64_t>(g.h, floor_div(g.oh - 1 + g.p - i, g.s) + 1);
+        const std::int64_t x0 = std::max<std::int64_t>(0, -floor_div(j - g.p, g.s));
+        const std::int64_t x1 = std::min<std::int64_t>(g.w, floor_div(g.ow - 1 + g.p - j, g.s) + 1);
         for (std::int64_t y = y0; y < y1; ++y) {
           float* orow = plane + (y * g.s - g.p + i) * g.ow - g.p + j;
           float* crow = col + y * g.w;

@@ -115,10 +115,13 @@ TEST(VaeModel, ShapesThatDoNotFitTheLayersAreRefused) {
 }
 
 TEST(VaeDeconv, GemmTransposedConvolutionMatchesOneDnnAndFiniteDifferences) {
-  for (const auto& [k, s, p] :
-       std::vector<std::array<std::int64_t, 3>>{{4, 2, 1}, {3, 1, 0}, {3, 2, 1}}) {
-    SCOPED_TRACE(std::to_string(k) + " " + std::to_string(s) + " " + std::to_string(p));
-    const Tensor x = test::random_tensor({2, 3, 5, 4}, 1);
+  // k, stride, padding, input height and width; 1x1 and 1x2 inputs reach the edges of the index
+  // arithmetic (kernel rows whose outputs all fall in the padding).
+  for (const auto& [k, s, p, h, wd] : std::vector<std::array<std::int64_t, 5>>{
+           {4, 2, 1, 5, 4}, {3, 1, 0, 5, 4}, {3, 2, 1, 5, 4}, {4, 2, 1, 1, 1}, {4, 3, 1, 1, 2}}) {
+    SCOPED_TRACE(std::to_string(k) + " " + std::to_string(s) + " " + std::to_string(p) + " " +
+                 std::to_string(h) + "x" + std::to_string(wd));
+    const Tensor x = test::random_tensor({2, 3, h, wd}, 1);
     const Tensor w = test::random_tensor({3, 2, k, k}, 2);
     const Tensor b = test::random_tensor({2}, 3);
     const Tensor ref = ops::conv_transpose2d(x, w, b, {.stride = {s, s}, .padding = {p, p}});
