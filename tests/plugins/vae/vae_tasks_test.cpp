@@ -250,6 +250,35 @@ TEST_F(VaeTasks, ImagesOfTheWrongSizeAreRefused) {
   }
 }
 
+TEST_F(VaeTasks, InconsistentTaskSettingsAreClearErrors) {
+  const fs::path model = trained();
+  const std::string m = "model = \"" + model.string() + "\"\n";
+  const std::string data = "data = \"" + kFashion + "\"\n";
+  struct Case {
+    std::string task, keys, expect;
+  };
+  const std::vector<Case> cases = {
+      {"score", data + "anomaly_class = 12\n", "anomaly_class 12 is not a class"},
+      {"score", data + "anomaly_class = 3\nlimit = 2\n",
+       "cannot compute the AUROC of anomaly_class 3: the scored images hold none of that class"},
+      {"interpolate", "image_a = \"" + model.string() + "\"\n",
+       "give both image_a and image_b, or neither"},
+      {"interpolate", data + "indices = [1, 2, 3]\n", "'indices' must hold two image indices"},
+      {"interpolate", data + "indices = [1, 10000]\n", "index 10000 is outside the 10000 images"},
+      {"interpolate", "seeds = [4]\n", "'seeds' must hold two seeds"},
+      {"reconstruct", "data = \"" + (dir_ / "nothing").string() + "\"\n", "nothing"},
+  };
+  fs::create_directories(dir_ / "nothing");
+  for (const Case& c : cases) {
+    const fs::path p = pipeline("c.toml", "[[stage]]\nid = \"c\"\nplugin = \"vae\"\ntask = \"" +
+                                              c.task + "\"\n" + m + c.keys);
+    const Result r = kiln({"run", p.string()});
+    EXPECT_EQ(r.code, 1) << c.task << " " << c.keys << ": " << r.all();
+    EXPECT_TRUE(contains(r.all(), c.expect)) << c.task << " " << c.keys << ": " << r.all();
+    EXPECT_TRUE(contains(r.all(), "vae")) << r.all();
+  }
+}
+
 TEST_F(VaeTasks, AnAutoencoderHasNoPriorToSample) {
   const fs::path model = trained("mode = \"dae\"\n");
   const fs::path p = pipeline("g.toml",
