@@ -177,6 +177,28 @@ TEST_F(VaeTasks, TrainingWithoutAClassLeavesItOut) {
   EXPECT_TRUE(fs::exists(model));
 }
 
+TEST_F(VaeTasks, TrainsOnAFolderOfImages) {
+  // Two class folders of 28x28 RGB PNGs: the model takes their 3 channels.
+  for (int i = 0; i < 8; ++i) {
+    Image im;
+    im.width = im.height = 28;
+    im.channels = 3;
+    im.pixels.assign(28 * 28 * 3, static_cast<std::uint8_t>(20 * i));
+    const fs::path d = dir_ / "pngs" / (i % 2 ? "b" : "a");
+    fs::create_directories(d);
+    write_png(d / (std::to_string(i) + ".png"), im);
+  }
+  const fs::path p = pipeline("png.toml",
+                              "[[stage]]\nid = \"train\"\nplugin = \"vae\"\ntask = "
+                              "\"train\"\ndata = \"pngs\"\nlatent = 2\nchannels = "
+                              "[4]\nbatch_size = 4\nmax_steps = 2\n");
+  const Result r = kiln({"run", p.string()});
+  ASSERT_EQ(r.code, 0) << r.all();
+  const Safetensors m = load_safetensors(dir_ / "run" / "train" / "model.safetensors");
+  EXPECT_EQ(m.metadata.at("vae.image_shape"), "3x28x28");
+  EXPECT_EQ(m.tensors.at("encoder.convs.0.weight").shape(), (Shape{4, 3, 4, 4}));
+}
+
 // ---------------------------------------------------------------- bad input
 
 TEST_F(VaeTasks, AMissingModelFileIsAPipelineError) {
