@@ -43,7 +43,7 @@ def main():
     kiln = [os.path.join(a.build, "bench", "bench_diffusion_bench"), "--threads", str(a.threads),
             "--reps", str(a.reps), "--what", a.what] + extra
     torch = ["/usr/bin/python3", os.path.join(HERE, "peers", "ddpm.py"), "bench", "--threads",
-             str(a.threads), "--reps", str(a.reps)] + extra
+             str(a.threads), "--reps", str(a.reps), "--what", a.what] + extra
     ratios = {}
     for r in range(a.rounds):
         k = run(kiln, env)

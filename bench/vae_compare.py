@@ -7,7 +7,9 @@ on a shared machine hits both alike. Prints each round and the median ratio Kiln
 
 PyTorch runs with OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = threads (its best configurations in
 ../shared/peers/README.md are 1 thread, or 2 with single-threaded OpenBLAS) and the malloc
-settings of the peers README.
+settings of the peers README. Besides wall-clock rates, both report rates per second of process
+CPU time: on a loaded machine the wall-clock ratio mostly measures how each side copes with
+preemption, the CPU-time ratio how much work each does.
 """
 import argparse
 import json
@@ -40,19 +42,24 @@ def main():
             "--reps", str(a.reps)]
     torch = ["/usr/bin/python3", os.path.join(HERE, "peers", "vae.py"), "bench", "--threads",
              str(a.threads), "--reps", str(a.reps)]
-    ratios = {}
+    ratios, cpu_ratios = {}, {}
     for r in range(a.rounds):
         k = run(kiln, env)
         t = run(torch, env)
         for m in k:
             ratio = k[m]["median"] / t[m]["median"]
+            cpu = k[m]["per_cpu_second"] / t[m]["per_cpu_second"]
             ratios.setdefault(m, []).append(ratio)
-            print(f"round {r + 1}: {m}: kiln {k[m]['median']:.4g} {k[m]['unit']}, "
-                  f"pytorch {t[m]['median']:.4g}, ratio {ratio:.2f}", flush=True)
+            cpu_ratios.setdefault(m, []).append(cpu)
+            print(f"round {r + 1}: {m}: kiln {k[m]['median']:.4g} {k[m]['unit']} "
+                  f"({k[m]['per_cpu_second']:.4g} per CPU second), pytorch {t[m]['median']:.4g} "
+                  f"({t[m]['per_cpu_second']:.4g}), ratio {ratio:.2f} (CPU time {cpu:.2f})",
+                  flush=True)
     for m, v in ratios.items():
         print(json.dumps({"metric": m, "threads": a.threads, "rounds": a.rounds,
                           "median_ratio_kiln_over_pytorch": round(statistics.median(v), 2),
-                          "ratios": [round(x, 2) for x in v]}))
+                          "ratios": [round(x, 2) for x in v],
+                          "median_cpu_time_ratio": round(statistics.median(cpu_ratios[m]), 2)}))
 
 
 if __name__ == "__main__":

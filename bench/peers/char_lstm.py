@@ -65,6 +65,18 @@ class CharRnn(nn.Module):
 
 # ----------------------------------------------------------------------------------- timing
 
+def blas_library():
+    """The BLAS library this process loaded (Debian's torch links libblas.so.3: OpenBLAS or the
+    much slower reference BLAS, whichever the alternatives system or LD_LIBRARY_PATH gives)."""
+    torch.randn(8, 8) @ torch.randn(8, 8)
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "blas" in line.split()[-1]}
+        return ",".join(sorted(os.path.basename(x) for x in libs))
+    except OSError:
+        return "?"
+
+
 def measure(fn, reps, warmup=2, min_time=0.05):
     for _ in range(warmup):
         fn()
@@ -72,13 +84,15 @@ def measure(fn, reps, warmup=2, min_time=0.05):
     fn()
     one = time.perf_counter() - t0
     inner = max(1, int(math.ceil(min_time / max(one, 1e-9)))) if one < min_time else 1
-    samples = []
+    samples, cpu = [], []
     for _ in range(reps):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         for _ in range(inner):
             fn()
         samples.append((time.perf_counter() - t0) / inner)
-    return statistics.median(samples), max(samples), min(samples)
+        cpu.append((time.process_time() - c0) / inner)
+    return statistics.median(samples), max(samples), min(samples), statistics.median(cpu)
 
 
 def speed(args):
@@ -97,15 +111,18 @@ def speed(args):
         loss.backward()
         opt.step()
 
-    def report(metric, unit, per_call, med, worst, best):
+    blas = blas_library()
+
+    def report(metric, unit, per_call, med, worst, best, cpu):
         print(json.dumps({"impl": "torch", "workload": "char_lstm", "metric": metric,
                           "unit": unit, "value": per_call / med, "worst": per_call / worst,
-                          "best": per_call / best, "threads": torch.get_num_threads(),
-                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}), flush=True)
+                          "best": per_call / best, "cpu_s_per_call": cpu, "per_call": per_call,
+                          "threads": torch.get_num_threads(),
+                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+                          "blas": blas}), flush=True)
 
     if "train" in args.points:
-        med, worst, best = measure(train_step, args.reps)
-        report("train_step_b32_t128", "step/s", 1.0, med, worst, best)
+        report("train_step_b32_t128", "step/s", 1.0, *measure(train_step, args.reps))
     model.eval()
     for n in (1, 32):
         if f"sample_b{n}" not in args.points:
@@ -121,8 +138,7 @@ def speed(args):
                     p = torch.softmax(logits / 1.0, dim=-1)
                     ids = torch.multinomial(p, 1, generator=sg).reshape(1, n)
 
-        med, worst, best = measure(sample, args.reps, warmup=1)
-        report(f"sample_b{n}", "char/s", 256.0 * n, med, worst, best)
+        report(f"sample_b{n}", "char/s", 256.0 * n, *measure(sample, args.reps, warmup=1))
 
 
 # ----------------------------------------------------------------------------------- training
@@ -207,7 +223,8 @@ def train(args):
     print(json.dumps({"impl": "torch", "event": "start", "vocab": len(chars),
                       "train_chars": len(train_ids), "val_chars": len(val_ids),
                       "chunks_per_epoch": C, "steps": steps,
-                      "params": sum(p.numel() for p in model.parameters())}), flush=True)
+                      "params": sum(p.numel() for p in model.parameters()),
+                      "blas": blas_library()}), flush=True)
     state, step, losses = None, 0, []
     t_train = time.time()
     while step < steps:

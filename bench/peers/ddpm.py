@@ -14,7 +14,7 @@ uses this module to write the parity fixture):
 
 B6 is channels 64, channel_mult (1, 2, 4), res_blocks 2, GroupNorm(32), at 28x28x1 (15.72 M params).
 
-  /usr/bin/python3 bench/peers/ddpm.py bench [--threads 2] [--reps 5] [--bf16]
+  /usr/bin/python3 bench/peers/ddpm.py bench [--threads 2] [--reps 5] [--bf16] [--what both]
       one denoising step (eps prediction + the ancestral update, no_grad, t = 500) and one training
       step (t ~ U{0..999}, eps ~ N(0,1), MSE, Adam lr 2e-4) at batch 64 on synthetic data; one
       JSON line each (median, worst, best seconds).
@@ -57,9 +57,9 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
     def forward(self, x, temb_act):
-        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv1(F.silu(self.norm1(x.float())))  # norms in f32, as Kiln (and autocast needs it)
         h = h + self.temb(temb_act)[:, :, None, None]
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv2(F.silu(self.norm2(h.float())))
         return (self.skip(x) if self.skip is not None else x) + h
 
 
@@ -72,7 +72,7 @@ class AttnBlock(nn.Module):
 
     def forward(self, x):
         n, c, h, w = x.shape
-        y = self.norm(x).reshape(n, c, h * w).transpose(1, 2)
+        y = self.norm(x.float()).reshape(n, c, h * w).transpose(1, 2)
         q, k, v = self.qkv(y).chunk(3, dim=-1)
         a = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(c), dim=-1) @ v
         a = self.proj(a).transpose(1, 2).reshape(n, c, h, w)
@@ -159,7 +159,7 @@ class UNet(nn.Module):
                     h = level["attn"][j](h)
             if "upsample" in level:
                 h = level["upsample"](F.interpolate(h, scale_factor=2, mode="nearest"))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(F.silu(self.norm_out(h.float())))
 
 
 def timed(fn, reps, warmup=1):
@@ -211,6 +211,8 @@ def bench(args):
         opt.step()
 
     for name, fn in (("denoise_step", denoise), ("train_step", train)):
+        if args.what not in ("both", name.split("_")[0]):
+            continue
         r = timed(fn, args.reps)
         r.update({"workload": "ddpm", "case": f"{name}_b{b}_{dtype}", "threads": args.threads,
                   "params": params})
@@ -225,6 +227,7 @@ def main():
     b.add_argument("--reps", type=int, default=5)
     b.add_argument("--batch", type=int, default=64)
     b.add_argument("--bf16", action="store_true")
+    b.add_argument("--what", default="both", choices=["both", "denoise", "train"])
     args = ap.parse_args()
     bench(args)
 

@@ -13,6 +13,9 @@ reproduce in distribution), loss, optimiser, batch and epochs as configs/vae-fas
       trains on Fashion-MNIST (shuffled, last partial batch dropped, as Kiln's loader) and prints
       the test-set negative ELBO (nats/image, one posterior draw per image) after each epoch, and
       with --exclude-class the AUROC of that class by negative ELBO on the whole test set.
+  /usr/bin/python3 bench/peers/vae.py eval models/vae-fashion.safetensors
+      loads a checkpoint of Kiln's vae plugin (safetensors, same parameter names) and prints its
+      test-set negative ELBO as PyTorch computes it.
   /usr/bin/python3 bench/peers/vae.py bench [--threads 1] [--reps 7]
       training step at batch 128 and decode (sigmoid(decoder(z)), no_grad) at batch 256 on
       synthetic data, one JSON line each (median, worst, best), as bench/vae_bench.cpp.
@@ -168,6 +171,31 @@ def train(args):
         torch.save(model.state_dict(), args.save)
 
 
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        assert v["dtype"] == "F32", (k, v["dtype"])
+        a, b = v["data_offsets"]
+        out[k] = torch.frombuffer(bytearray(data[8 + n + a:8 + n + b]),
+                                  dtype=torch.float32).view(*v["shape"])
+    return out
+
+
+def evaluate(args):
+    torch.set_num_threads(args.threads)
+    model = VAE()
+    model.load_state_dict(load_safetensors(args.file))
+    xt, _ = fashion("test")
+    nelbo = test_scores(model, xt, torch.Generator().manual_seed(0)).mean().item()
+    print(json.dumps({"impl": "pytorch", "checkpoint": args.file, "test_nelbo": round(nelbo, 3)}))
+
+
 def measure(name, unit, per_call, reps, f):
     for _ in range(3):
         f()
@@ -179,15 +207,18 @@ def measure(name, unit, per_call, reps, f):
         if time.perf_counter() - t0 >= 0.2:
             break
         inner *= 2
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(inner):
             f()
         rates.append(per_call * inner / (time.perf_counter() - t0))
+        cpu_rates.append(per_call * inner / (time.process_time() - c0))
     rates.sort()
+    cpu_rates.sort()
     print(json.dumps({"impl": "pytorch", "metric": name, "unit": unit,
                       "median": rates[len(rates) // 2], "worst": rates[0], "best": rates[-1],
+                      "per_cpu_second": cpu_rates[len(cpu_rates) // 2],
                       "threads": torch.get_num_threads()}), flush=True)
 
 
@@ -219,7 +250,8 @@ def bench(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("mode", choices=["train", "bench"])
+    ap.add_argument("mode", choices=["train", "bench", "eval"])
+    ap.add_argument("file", nargs="?", default="")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--exclude-class", type=int, default=-1)
     ap.add_argument("--seed", type=int, default=42)
@@ -228,7 +260,7 @@ def main():
     ap.add_argument("--what", choices=["both", "train", "decode"], default="both")
     ap.add_argument("--save", default="")
     args = ap.parse_args()
-    train(args) if args.mode == "train" else bench(args)
+    {"train": train, "bench": bench, "eval": evaluate}[args.mode](args)
 
 
 if __name__ == "__main__":

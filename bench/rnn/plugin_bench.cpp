@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -52,6 +53,7 @@ class BenchContext final : public kiln::TaskContext {
 
 struct Timing {
   double median, worst, best;
+  double cpu;  // median process CPU seconds per call (all threads)
 };
 
 Timing measure(const std::function<void()>& fn, int reps, int warmup = 2) {
@@ -61,14 +63,17 @@ Timing measure(const std::function<void()>& fn, int reps, int warmup = 2) {
   fn();
   const double one = std::chrono::duration<double>(clock::now() - t0).count();
   const int inner = one < 0.05 ? static_cast<int>(std::ceil(0.05 / std::max(one, 1e-9))) : 1;
-  std::vector<double> s;
+  std::vector<double> s, c;
   for (int r = 0; r < reps; ++r) {
+    const std::clock_t c0 = std::clock();
     t0 = clock::now();
     for (int i = 0; i < inner; ++i) fn();
     s.push_back(std::chrono::duration<double>(clock::now() - t0).count() / inner);
+    c.push_back(static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC / inner);
   }
   std::sort(s.begin(), s.end());
-  return {s[s.size() / 2], s.back(), s.front()};
+  std::sort(c.begin(), c.end());
+  return {s[s.size() / 2], s.back(), s.front(), c[c.size() / 2]};
 }
 
 void report(const char* metric, const char* unit, double per_call, const Timing& t) {

@@ -37,7 +37,7 @@ class DiffusionPlugin final : public kiln::Plugin {
 KILN_PLUGIN(DiffusionPlugin, "diffusion")
 
 KILN_PLUGIN_CONFORMANCE(R"({
-  "train": {"data": "/usr/share/datasets/fashion-mnist", "limit": 16, "val_images": 4,
+  "train": {"data": "/usr/share/datasets/fashion-mnist", "limit": 16, "val_images": 0,
             "channels": 8, "channel_mult": [1, 2], "res_blocks": 1, "groups": 4,
             "timesteps": 10, "batch_size": 8, "max_steps": 2},
   "generate": {"model": "@train", "count": 3, "steps": 2, "guidance": 2.0}

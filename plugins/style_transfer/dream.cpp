@@ -1,6 +1,6 @@
 // Task `dream`: Deep Dream (Mordvintsev et al. 2015). Gradient ascent on the mean squared
-// activation of chosen layers, over octaves (small to large, the detail carried up), with random
-// jitter (a circular shift from the seed before each step).
+// activation (or its spatial variance per channel) of chosen layers, over octaves (small to large,
+// the detail carried up), with random jitter (a circular shift from the seed before each step).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -53,6 +53,7 @@ class DreamTask final : public RunTask {
     const std::int64_t steps = p_.integer("steps");
     const float lr = static_cast<float>(p_.number("lr"));
     const int jitter = static_cast<int>(p_.integer("jitter"));
+    const bool variance = p_.string("objective") == "variance";
     Philox jit(ctx_.seed(), 0, 1);
     Table table{{"octave", "width", "height", "step", "objective"}, {}};
     Tensor img, detail;
@@ -71,7 +72,13 @@ class DreamTask final : public RunTask {
         Tensor x = roll(img, dy, dx).set_requires_grad(true);
         const FeatureMap fm = net_->forward(x, layers_);
         Tensor obj = Tensor::scalar(0.f);
-        for (const auto& l : layers_) obj = ops::add(obj, ops::mean(ops::square(fm.at(l))));
+        for (const auto& l : layers_) {
+          Tensor a = fm.at(l);
+          // "variance": activations around their spatial mean per channel, so flat colour
+          // (which random filters answer too) earns nothing and patterns grow instead.
+          if (variance) a = ops::sub(a, ops::mean(a, {2, 3}, true));
+          obj = ops::add(obj, ops::mean(ops::square(a)));
+        }
         obj = ops::mul_scalar(obj, 1.f / static_cast<float>(layers_.size()));
         const double value = obj.item();
         KILN_CHECK(std::isfinite(value), "style_transfer/dream: the objective became ", value,
@@ -124,6 +131,9 @@ TaskSpec dream_spec() {
       ParamSpec::strings("layers", {},
                          "Layers whose mean squared activation is maximised (empty: the net's "
                          "default, the deepest random layer / relu4_2)"),
+      ParamSpec::choice("objective", "variance", {"variance", "energy"},
+                        "What is maximised: the mean squared deviation of each channel from its "
+                        "spatial mean (patterns), or the mean squared activation (classic)"),
       ParamSpec::integer("octaves", 4, "Octaves (scales), smallest first").range(1, 12),
       ParamSpec::number("octave_scale", 1.4, "Size ratio between octaves").range(1.01, 4),
       ParamSpec::integer("steps", 20, "Gradient-ascent steps per octave").range(1, 10000),

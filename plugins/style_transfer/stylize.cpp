@@ -129,7 +129,9 @@ class StylizeTask final : public RunTask {
                               .lr = p_.number("lr"),
                               .line_search = p_.string("line_search") == "armijo"});
         std::vector<float> xv = x.to_vector();
-        LossTerms last;
+        LossTerms trial, accepted;  // terms of the last evaluation and of the current point
+        double trial_total = 0;
+        bool have_initial = false;
         auto objective = [&](const std::vector<float>& v, std::vector<float>& g) {
           Tensor xi = Tensor::from_vector(v, x.shape()).set_requires_grad(true);
           LossTerms t = losses.compute(xi, cf);
@@ -137,7 +139,12 @@ class StylizeTask final : public RunTask {
           t.total.backward();
           const std::vector<float> gv = xi.grad().to_vector();
           std::copy(gv.begin(), gv.end(), g.begin());
-          last = t;
+          trial = t;
+          trial_total = total;
+          if (!have_initial) {  // the first evaluation is the starting point
+            accepted = t;
+            have_initial = true;
+          }
           return total;
         };
         for (std::int64_t it = 0; it < iterations && !ctx_.cancelled(); ++it) {
@@ -145,9 +152,9 @@ class StylizeTask final : public RunTask {
           const double total = opt.iterate(xv, objective);
           KILN_CHECK(std::isfinite(total), "style_transfer/stylize: the loss became ", total,
                      " at iteration ", it, "; lower lr or the loss weights");
-          // The terms of the accepted point: re-evaluated only when the line search rejected
-          // every trial (then x did not move and `last` is a rejected trial).
-          record(it, opt.evaluations(), last, total);
+          // When the line search rejected every trial, x did not move: keep its terms.
+          if (total == trial_total) accepted = trial;
+          record(it, opt.evaluations(), accepted, total);
           evaluations_total += opt.evaluations() - before;
           ctx_.progress(++done, all, "iteration");
           mark(level, it);

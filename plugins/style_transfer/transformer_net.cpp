@@ -7,13 +7,24 @@
 
 namespace kiln::style {
 
+Tensor pad_replicate(const Tensor& x_in, std::int64_t p) {
+  if (p == 0) return x_in;
+  const Tensor x = x_in.contiguous();
+  const std::int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const Tensor top = x.slice(2, 0, 1).expand({n, c, p, w});
+  const Tensor bottom = x.slice(2, h - 1, h).expand({n, c, p, w});
+  const Tensor rows = ops::concat({top, x, bottom}, 2);
+  const Tensor left = rows.slice(3, 0, 1).expand({n, c, h + 2 * p, p});
+  const Tensor right = rows.slice(3, w - 1, w).expand({n, c, h + 2 * p, p});
+  return ops::concat({left, rows, right}, 3);
+}
+
 ConvNorm::ConvNorm(std::int64_t in, std::int64_t out, std::int64_t k, std::int64_t stride,
-                   bool instance_norm, Generator& gen) {
+                   bool instance_norm, Generator& gen)
+    : pad_(k / 2) {
   conv_ = register_module(
-      "conv",
-      std::make_shared<nn::Conv2d>(
-          in, out, k, ops::Conv2dOptions{.stride = {stride, stride}, .padding = {k / 2, k / 2}},
-          true, gen));
+      "conv", std::make_shared<nn::Conv2d>(
+                  in, out, k, ops::Conv2dOptions{.stride = {stride, stride}}, true, gen));
   std::int64_t groups = out;
   if (!instance_norm) {
     groups = std::min<std::int64_t>(8, out);
@@ -23,7 +34,7 @@ ConvNorm::ConvNorm(std::int64_t in, std::int64_t out, std::int64_t k, std::int64
 }
 
 Tensor ConvNorm::forward(const Tensor& x, bool relu) const {
-  Tensor h = norm_->forward(conv_->forward(x));
+  Tensor h = norm_->forward(conv_->forward(pad_replicate(x, pad_)));
   return relu ? ops::relu(h) : h;
 }
 
@@ -47,8 +58,8 @@ TransformerNet::TransformerNet(std::int64_t w, std::int64_t blocks, bool inorm, 
   }
   c4_ = register_module("up1", std::make_shared<ConvNorm>(4 * w, 2 * w, 3, 1, inorm, gen));
   c5_ = register_module("up2", std::make_shared<ConvNorm>(2 * w, w, 3, 1, inorm, gen));
-  c6_ = register_module("conv6", std::make_shared<nn::Conv2d>(
-                                     w, 3, 9, ops::Conv2dOptions{.padding = {4, 4}}, true, gen));
+  c6_ = register_module("conv6",
+                        std::make_shared<nn::Conv2d>(w, 3, 9, ops::Conv2dOptions{}, true, gen));
 }
 
 Tensor TransformerNet::forward(const Tensor& x) const {
@@ -60,7 +71,7 @@ Tensor TransformerNet::forward(const Tensor& x) const {
   for (const auto& r : res_) h = r->forward(h);
   h = c4_->forward(ops::upsample_nearest2d(h, 2), true);
   h = c5_->forward(ops::upsample_nearest2d(h, 2), true);
-  return ops::sigmoid(c6_->forward(h));
+  return ops::sigmoid(c6_->forward(pad_replicate(h, 4)));
 }
 
 }  // namespace kiln::style

@@ -9,6 +9,8 @@
 //   up2     nearest x2, conv5 3x3 2w -> w,  norm5, ReLU
 //   conv6   9x9, w -> 3, sigmoid (output in [0, 1])
 //
+// Every convolution sees its input padded by repeating the edge pixels (replicate padding; zero
+// padding makes a 9x9 convolution paint a frame around every image).
 // Norms are instance norm (GroupNorm with one group per channel, as Ulyanov et al.) or group norm
 // (8 groups, or fewer when the channels are fewer). Height and width must be multiples of 4.
 #pragma once
@@ -23,6 +25,9 @@
 
 namespace kiln::style {
 
+// x [N, C, H, W] -> [N, C, H + 2p, W + 2p], edges repeated; differentiable.
+Tensor pad_replicate(const Tensor& x, std::int64_t p);
+
 class ConvNorm : public nn::Module {
  public:
   ConvNorm(std::int64_t in, std::int64_t out, std::int64_t k, std::int64_t stride,
@@ -32,6 +37,7 @@ class ConvNorm : public nn::Module {
  private:
   std::shared_ptr<nn::Conv2d> conv_;
   std::shared_ptr<nn::GroupNorm> norm_;
+  std::int64_t pad_;
 };
 
 class ResidualBlock : public nn::Module {

@@ -1,5 +1,7 @@
 #include "model.hpp"
 
+#include "deconv.hpp"
+
 #include <cmath>
 #include <filesystem>
 
@@ -115,12 +117,18 @@ Tensor Decoder::forward(const Tensor& z, bool sigmoid) const {
   const auto& layers = deconvs_->items();
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const nn::ConvTranspose2d& l = *layers[i];
-    ops::ConvTranspose2dOptions o = l.options();
-    o.act = ops::Act::none;
-    // oneDNN 2.6's deconvolution is an order of magnitude slower with a bias or a post-op
-    // (docs/models/vae.md, "Speed"): the bias and the activation run as separate ops.
-    h = ops::conv_transpose2d(h, l.weight, Tensor(), o);
-    h = h + l.bias.view({1, l.out_channels(), 1, 1});
+    if (cfg_.gemm_last_deconv && i + 1 == layers.size()) {
+      // oneDNN pads the 1 output channel to 16 and runs 20-40x below its usual speed; a GEMM
+      // and a col2im scatter (deconv.hpp) are faster. For the wider layers they were slower.
+      h = conv_transpose2d_gemm(h, l.weight, l.bias, 2, 1);
+    } else {
+      // oneDNN 2.6's deconvolution is several times slower with a bias or a post-op fused
+      // (measured with ONEDNN_VERBOSE): both run as separate ops.
+      ops::ConvTranspose2dOptions o = l.options();
+      o.act = ops::Act::none;
+      h = ops::conv_transpose2d(h, l.weight, Tensor(), o) +
+          l.bias.view({1, l.out_channels(), 1, 1});
+    }
     if (i + 1 < layers.size()) {
       h = ops::relu(h);
     } else if (sigmoid) {

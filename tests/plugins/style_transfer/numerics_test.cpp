@@ -100,6 +100,21 @@ TEST(Gram, MatchesDefinitionAndGradient) {
                         {kiln::test::random_tensor({1, 3, 4, 4}, 5).set_requires_grad()});
 }
 
+TEST(Gram, BlockedConvOutputsTakeTheSamePath) {
+  // Convolution outputs come in oneDNN's blocked layout: gram gives the values and gradients of
+  // the plain path.
+  const Tensor x = kiln::test::random_tensor({1, 3, 12, 10}, 21);
+  const Tensor w = kiln::test::random_tensor({32, 3, 3, 3}, 22);
+  const Tensor f = ops::conv2d(x, w, Tensor(), {.padding = {1, 1}});
+  EXPECT_TRUE(f.is_blocked());  // otherwise this test does not test a blocked input
+  EXPECT_TRUE(kiln::test::all_close(gram(f), gram(f.contiguous()), 1e-5f, 1e-5f));
+  KILN_EXPECT_GRADCHECK(
+      [&](const TensorList& in) {
+        return gram(ops::conv2d(in[0], w, Tensor(), {.padding = {1, 1}}));
+      },
+      {kiln::test::random_tensor({1, 3, 6, 5}, 23).set_requires_grad()}, 1e-3f, 5e-3f, 2e-2f);
+}
+
 TEST(Losses, TotalVariationAndItsGradient) {
   const Tensor flat = Tensor::full({1, 3, 6, 6}, 0.3f);
   EXPECT_FLOAT_EQ(total_variation(flat).item(), 0.f);
@@ -275,6 +290,61 @@ TEST(Imaging, MemoryBoundNamesSizeAndLimit) {
   expect_error([] { check_memory("style_transfer/stylize", 8000, 6000, 9e9, 4096, "maps"); },
                {"8000x6000", "8583 MB", "memory_limit_mb = 4096", "size"});
   check_memory("x", 10, 10, 1e6, 4096, "maps");  // within the bound: no error
+}
+
+}  // namespace
+}  // namespace kiln::style
+
+#include "transformer_net.hpp"
+
+namespace kiln::style {
+namespace {
+
+TEST(TransformerNet, ReplicatePaddingAndShapes) {
+  const Tensor x = kiln::test::random_tensor({2, 3, 4, 5}, 1);
+  const Tensor p = pad_replicate(x, 2);
+  ASSERT_EQ(p.shape(), (Shape{2, 3, 8, 9}));
+  const auto xv = x.to_vector(), pv = p.to_vector();
+  EXPECT_FLOAT_EQ(pv[0], xv[0]);                  // corner repeats the corner
+  EXPECT_FLOAT_EQ(pv[2 * 9 + 2], xv[0]);          // the original starts at (2, 2)
+  EXPECT_FLOAT_EQ(pv[7 * 9 + 8], xv[3 * 5 + 4]);  // far corner
+  EXPECT_FLOAT_EQ(pv[3 * 9 + 0], xv[1 * 5 + 0]);  // left edge of row 1
+  KILN_EXPECT_GRADCHECK([](const TensorList& in) { return pad_replicate(in[0], 1); },
+                        {kiln::test::random_tensor({1, 2, 3, 3}, 2).set_requires_grad()});
+  Generator gen(1);
+  TransformerNet net(4, 1, true, gen);
+  EXPECT_EQ(net.forward(kiln::test::random_tensor({2, 3, 12, 16}, 3, 0.f, 1.f)).shape(),
+            (Shape{2, 3, 12, 16}));
+}
+
+}  // namespace
+}  // namespace kiln::style
+
+namespace kiln::style {
+namespace {
+
+// tests/fixtures/gen/style_fixture.py: the losses through a VGG-shaped network in PyTorch.
+TEST(Vgg19, LossesAndGradientMatchPyTorch) {
+  const Safetensors f = kiln::test::load_fixture("style.safetensors");
+  auto net = load_vgg19(kiln::test::fixture_path("style.safetensors"), true);
+  Losses losses(*net, {.content_layers = {"relu3_1"},
+                       .style_layers = {"relu1_1", "relu2_1", "relu3_1", "relu4_1"},
+                       .content_weight = 1,
+                       .style_weight = 100,
+                       .tv_weight = 0.5});
+  losses.set_style({f.tensors.at("style")}, {1.0});
+  const FeatureMap cf = losses.content_features(f.tensors.at("content"));
+  const Tensor x = f.tensors.at("x").clone().set_requires_grad(true);
+  const LossTerms t = losses.compute(x, cf);
+  EXPECT_NEAR(t.content, f.tensors.at("content_loss").item(), 1e-4 * (1 + t.content));
+  EXPECT_NEAR(t.style, f.tensors.at("style_loss").item(), 1e-4 * (1 + t.style));
+  EXPECT_NEAR(t.tv, f.tensors.at("tv_loss").item(), 1e-6);
+  EXPECT_NEAR(t.total.item(), f.tensors.at("total_loss").item(), 1e-4);
+  t.total.backward();
+  EXPECT_TRUE(kiln::test::all_close(x.grad(), f.tensors.at("grad"), 1e-3f, 1e-6f));
+  EXPECT_TRUE(
+      kiln::test::all_close(gram(net->forward(f.tensors.at("style"), {"relu2_1"}).at("relu2_1")),
+                            f.tensors.at("gram_relu2_1"), 1e-4f, 1e-6f));
 }
 
 }  // namespace

@@ -90,6 +90,26 @@ TEST(Stylize, InitImageBlendOfStylesAndFixedStepLbfgs) {
   EXPECT_EQ(metric(arts, "evaluations"), 13);  // one per iteration plus the first point
 }
 
+TEST(Stylize, OnAVgg19File) {
+  // The fixture of tests/fixtures/gen/style_fixture.py is a VGG-19-shaped file (small widths).
+  kiln::test::TempDir dir;
+  const std::string vgg = kiln::test::fixture_path("style.safetensors").string();
+  const auto arts = run_stylize(
+      {{"net", std::string("vgg19")}, {"vgg_weights", vgg}, {"iterations", std::int64_t{6}}},
+      dir.path());
+  EXPECT_LT(metric(arts, "style_loss"), 0.5 * metric(arts, "initial_style_loss"));
+  Ctx ctx(dir.path());
+  auto dream = make_dream(resolve(dream_spec(), {{"net", std::string("vgg19")},
+                                                 {"vgg_weights", vgg},
+                                                 {"layers", std::vector<std::string>{"relu2_1"}},
+                                                 {"size", std::int64_t{24}},
+                                                 {"octaves", std::int64_t{2}},
+                                                 {"steps", std::int64_t{3}}}),
+                          ctx);
+  const auto d = dream->as_run()->run();
+  EXPECT_GT(metric(d, "final_objective"), metric(d, "initial_objective"));
+}
+
 TEST(Stylize, JpegAndGreyInputs) {
   kiln::test::TempDir dir;
   const fs::path images = fs::path(KILN_FIXTURE_DIR) / "images";

@@ -177,6 +177,28 @@ TEST_F(VaeTasks, TrainingWithoutAClassLeavesItOut) {
   EXPECT_TRUE(fs::exists(model));
 }
 
+TEST_F(VaeTasks, TrainsOnAFolderOfImages) {
+  // Two class folders of 28x28 RGB PNGs: the model takes their 3 channels.
+  for (int i = 0; i < 8; ++i) {
+    Image im;
+    im.width = im.height = 28;
+    im.channels = 3;
+    im.pixels.assign(28 * 28 * 3, static_cast<std::uint8_t>(20 * i));
+    const fs::path d = dir_ / "pngs" / (i % 2 ? "b" : "a");
+    fs::create_directories(d);
+    write_png(d / (std::to_string(i) + ".png"), im);
+  }
+  const fs::path p = pipeline("png.toml",
+                              "[[stage]]\nid = \"train\"\nplugin = \"vae\"\ntask = "
+                              "\"train\"\ndata = \"pngs\"\nlatent = 2\nchannels = "
+                              "[4]\nbatch_size = 4\nmax_steps = 2\n");
+  const Result r = kiln({"run", p.string()});
+  ASSERT_EQ(r.code, 0) << r.all();
+  const Safetensors m = load_safetensors(dir_ / "run" / "train" / "model.safetensors");
+  EXPECT_EQ(m.metadata.at("vae.image_shape"), "3x28x28");
+  EXPECT_EQ(m.tensors.at("encoder.convs.0.weight").shape(), (Shape{4, 3, 4, 4}));
+}
+
 // ---------------------------------------------------------------- bad input
 
 TEST_F(VaeTasks, AMissingModelFileIsAPipelineError) {
@@ -247,6 +269,35 @@ TEST_F(VaeTasks, ImagesOfTheWrongSizeAreRefused) {
     EXPECT_EQ(r.code, 1) << r.all();
     EXPECT_TRUE(contains(r.all(), "small.png' is 30x30 pixels but the model takes 28x28"))
         << r.all();
+  }
+}
+
+TEST_F(VaeTasks, InconsistentTaskSettingsAreClearErrors) {
+  const fs::path model = trained();
+  const std::string m = "model = \"" + model.string() + "\"\n";
+  const std::string data = "data = \"" + kFashion + "\"\n";
+  struct Case {
+    std::string task, keys, expect;
+  };
+  const std::vector<Case> cases = {
+      {"score", data + "anomaly_class = 12\n", "anomaly_class 12 is not a class"},
+      {"score", data + "anomaly_class = 3\nlimit = 2\n",
+       "cannot compute the AUROC of anomaly_class 3: the scored images hold none of that class"},
+      {"interpolate", "image_a = \"" + model.string() + "\"\n",
+       "give both image_a and image_b, or neither"},
+      {"interpolate", data + "indices = [1, 2, 3]\n", "'indices' must hold two image indices"},
+      {"interpolate", data + "indices = [1, 10000]\n", "index 10000 is outside the 10000 images"},
+      {"interpolate", "seeds = [4]\n", "'seeds' must hold two seeds"},
+      {"reconstruct", "data = \"" + (dir_ / "nothing").string() + "\"\n", "nothing"},
+  };
+  fs::create_directories(dir_ / "nothing");
+  for (const Case& c : cases) {
+    const fs::path p = pipeline("c.toml", "[[stage]]\nid = \"c\"\nplugin = \"vae\"\ntask = \"" +
+                                              c.task + "\"\n" + m + c.keys);
+    const Result r = kiln({"run", p.string()});
+    EXPECT_EQ(r.code, 1) << c.task << " " << c.keys << ": " << r.all();
+    EXPECT_TRUE(contains(r.all(), c.expect)) << c.task << " " << c.keys << ": " << r.all();
+    EXPECT_TRUE(contains(r.all(), "vae")) << r.all();
   }
 }
 
