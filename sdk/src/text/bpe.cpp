@@ -472,8 +472,9 @@ struct BpeTokenizer::Impl {
     using Entry = std::tuple<std::int32_t, std::int32_t, std::int32_t, std::int32_t>;
     std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap;
     auto push = [&](std::int32_t pos) {
+      if (pos < 0) return;
       const std::int32_t nx = next[static_cast<std::size_t>(pos)];
-      if (pos < 0 || nx < 0) return;
+      if (nx < 0) return;
       const auto it = merge_of.find(
           pair_key(sym[static_cast<std::size_t>(pos)], sym[static_cast<std::size_t>(nx)]));
       if (it != merge_of.end()) {
