@@ -23,6 +23,7 @@
 // the program also runs each case interleaved (direct, kiln, direct, kiln, ...; default 30
 // rounds, --interleaved_rounds=N, 0 to skip) and prints the best and median GFLOP/s of both and
 // the median of the per-round time ratios, which load drift affects far less.
+// --interleaved_cases=SUBSTRING runs only the cases whose name contains it.
 #include <omp.h>
 
 #include <algorithm>
@@ -309,7 +310,7 @@ void bm_kiln_fwdbwd(benchmark::State& state, const ConvCase& c) {
 }
 
 // Alternates direct and Kiln calls and summarises both (see the header comment).
-void interleaved(int rounds) {
+void interleaved(int rounds, const std::string& only) {
   if (rounds <= 0) return;
   std::printf(
       "\nInterleaved, %d rounds (GFLOP/s best / median; ratio = median over rounds of "
@@ -321,6 +322,7 @@ void interleaved(int rounds) {
     return std::chrono::duration<double, std::milli>(b - a).count();
   };
   for (const ConvCase& c : cases()) {
+    if (!only.empty() && std::string(c.name).find(only) == std::string::npos) continue;
     for (const bool train : {false, true}) {
       if (train && c.transposed) continue;
       Direct d(c, train);
@@ -426,19 +428,24 @@ int main(int argc, char** argv) {
         ->UseRealTime();
   }
   int rounds = 30;
-  for (int i = 1; i < argc; ++i) {
+  std::string only;
+  for (int i = 1; i < argc;) {
     if (std::strncmp(argv[i], "--interleaved_rounds=", 21) == 0) {
       rounds = std::atoi(argv[i] + 21);
-      for (int j = i; j + 1 < argc; ++j) argv[j] = argv[j + 1];
-      --argc;
-      break;
+    } else if (std::strncmp(argv[i], "--interleaved_cases=", 20) == 0) {
+      only = argv[i] + 20;
+    } else {
+      ++i;
+      continue;
     }
+    for (int j = i; j + 1 < argc; ++j) argv[j] = argv[j + 1];
+    --argc;
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
-  interleaved(rounds);
+  interleaved(rounds, only);
   return 0;
 }

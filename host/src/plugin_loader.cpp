@@ -43,6 +43,25 @@ std::string what_of(std::exception_ptr e) {
                      file.string() + ": " + reason);
 }
 
+// The dynamic linker's message when the plugin needs libkiln_sdk.so.<N> and no such library is
+// installed: the SDK's SONAME carries the plugin ABI version, so this is a plugin built for ABI
+// N. Returns the refusal naming both versions, or "" for any other failure.
+std::string missing_sdk_reason(const std::string& dl_error) {
+  const std::string lib = "libkiln_sdk.so.";
+  const std::size_t at = dl_error.find(lib);
+  if (at == std::string::npos) return "";
+  std::size_t end = at + lib.size();
+  while (end < dl_error.size() && dl_error[end] >= '0' && dl_error[end] <= '9') ++end;
+  if (end == at + lib.size() || dl_error.compare(end, 2, ": ") != 0) return "";
+  const std::string abi = dl_error.substr(at + lib.size(), end - at - lib.size());
+  if (abi == std::to_string(KILN_ABI_VERSION)) return "";
+  return "it was built for Kiln plugin ABI version " + abi + " (it needs " +
+         dl_error.substr(at, end - at) +
+         ", which is not installed), but this kiln uses ABI version " +
+         std::to_string(KILN_ABI_VERSION) +
+         " (Kiln " KILN_VERSION_STRING "); rebuild the plugin against this Kiln SDK";
+}
+
 DescriptorInfo read_descriptor(const Library& lib, const fs::path& file) {
   if (!lib.has("kiln_plugin_descriptor")) {
     refuse(file,
@@ -120,6 +139,9 @@ std::shared_ptr<LoadedPlugin> load_plugin(const fs::path& file) {
             boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   if (ec || !lib->is_loaded()) {
     const char* why = dlerror();
+    if (why) {
+      if (const std::string abi = missing_sdk_reason(why); !abi.empty()) refuse(file, abi);
+    }
     refuse(file, std::string("it is not a loadable shared library (") +
                      (why ? why : ec.message().c_str()) + ")");
   }

@@ -194,5 +194,52 @@ TEST(Idx, MalformedHeadersAreClearErrors) {
   expect_idx_error(dir.path(), "is not a file");
 }
 
+// The same header checks apply to gzip files, whose contents arrive through zlib.
+TEST(Idx, MalformedHeadersInsideGzipAreClearErrors) {
+  test::TempDir dir;
+  const std::string ok = idx_header(0x08, {2, 3}) + std::string(6, '\x05');
+  EXPECT_EQ(read_idx(write(dir, "ok.gz", gzip_stored(ok))).shape(), (Shape{2, 3}));
+  expect_idx_error(write(dir, "empty.gz", gzip_stored("")), "truncated");
+  expect_idx_error(
+      write(dir, "magic.gz", gzip_stored(std::string("\x01\x00\x08\x01", 4) + be32(1))),
+      "bad magic");
+  expect_idx_error(write(dir, "type.gz", gzip_stored(idx_header(0x0A, {1}) + "x")),
+                   "unknown data type code 0x0A");
+  expect_idx_error(write(dir, "ndims0.gz", gzip_stored(idx_header(0x08, {}))), "0 dimensions");
+  expect_idx_error(write(dir, "dims-cut.gz", gzip_stored(idx_header(0x08, {2, 3}).substr(0, 9))),
+                   "truncated inside its header");
+  expect_idx_error(write(dir, "short.gz", gzip_stored(ok.substr(0, ok.size() - 1))),
+                   "need 6 bytes");
+  expect_idx_error(write(dir, "long.gz", gzip_stored(ok + "zz")), "2 bytes beyond the 6");
+  expect_idx_error(
+      write(dir, "huge.gz", gzip_stored(idx_header(0x0E, {0x7fffffffu, 0x7fffffffu, 4}))),
+      "absurd dimensions");
+  expect_idx_error(write(dir, "lying.gz", gzip_stored(idx_header(0x08, {60000, 28, 28}) + "xyz")),
+                   "the file holds 3");
+  // Only the gzip magic: a header cut short.
+  expect_idx_error(write(dir, "stub.gz", std::string("\x1f\x8b", 2)), "truncated");
+}
+
+// load_idx_images: images must be [N, H, W] or [N, C, H, W], labels one per image.
+TEST(Idx, ImageFilesOfTheWrongRankAreRefused) {
+  test::TempDir dir;
+  const fs::path flat = write(dir, "flat", idx_header(0x08, {2, 3}) + std::string(6, '\x01'));
+  try {
+    load_idx_images(flat, "");
+    ADD_FAILURE() << "2-d images accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(flat.string()), std::string::npos) << e.what();
+  }
+  const fs::path imgs = write(dir, "imgs", idx_header(0x08, {2, 2, 2}) + std::string(8, '\x01'));
+  const fs::path labels2d =
+      write(dir, "labels2d", idx_header(0x08, {2, 1}) + std::string(2, '\x01'));
+  try {
+    load_idx_images(imgs, labels2d);
+    ADD_FAILURE() << "2-d labels accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(labels2d.string()), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace kiln::data

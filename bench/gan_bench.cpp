@@ -1,0 +1,77 @@
+// DCGAN side of the B1/B2 peer workloads (/work/shared/peers/README.md), timed with the peers'
+// protocol (warm-up, samples of >= 50 ms, median of 7): generator inference at batch 64 (img/s)
+// and the training step at batch 64 (step/s), the step being the gan plugin's own dcgan_step.
+// Prints one JSON line, like bench/peers/dcgan.py bench; bench/gan_side_by_side.sh runs both.
+//   build/bench/bench_gan_bench [--samples N]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "kiln/autograd.hpp"
+#include "kiln/optim.hpp"
+#include "kiln/random.hpp"
+#include "model.hpp"
+
+namespace {
+
+struct Rate {
+  double median, worst, best;
+};
+
+Rate timed(const std::function<void()>& fn, int samples) {
+  using clock = std::chrono::steady_clock;
+  for (int i = 0; i < 2; ++i) fn();
+  auto t0 = clock::now();
+  fn();
+  const double one = std::chrono::duration<double>(clock::now() - t0).count();
+  const int inner = std::max(1, static_cast<int>(0.05 / std::max(one, 1e-9)));
+  std::vector<double> rates;
+  for (int s = 0; s < samples; ++s) {
+    t0 = clock::now();
+    for (int i = 0; i < inner; ++i) fn();
+    rates.push_back(inner / std::chrono::duration<double>(clock::now() - t0).count());
+  }
+  std::sort(rates.begin(), rates.end());
+  return {rates[rates.size() / 2], rates.front(), rates.back()};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int samples = 7;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], "--samples") == 0) samples = std::atoi(argv[i + 1]);
+  }
+  kiln::Generator gen(0);
+  kiln_gan::GanSizes s;  // nz 100, ngf = ndf = 64, unconditional: the workload
+  kiln_gan::Generator g(s, gen);
+  kiln_gan::Discriminator d(s, gen);
+  kiln_gan::dcgan_init(g, gen);
+  kiln_gan::dcgan_init(d, gen);
+  const kiln::Tensor z = kiln::Tensor::randn({64, 100}, gen);
+  const kiln::Tensor none = kiln::Tensor::zeros({64}, kiln::DType::s64);
+  g.eval();
+  Rate infer;
+  {
+    kiln::NoGradGuard ng;
+    infer = timed([&] { g.forward(z, none); }, samples);
+  }
+  kiln::optim::Adam og(g.named_parameters(), {.lr = 2e-4f, .beta1 = 0.5f, .beta2 = 0.999f});
+  kiln::optim::Adam od(d.named_parameters(), {.lr = 2e-4f, .beta1 = 0.5f, .beta2 = 0.999f});
+  const kiln::Tensor real = kiln::Tensor::rand({64, 1, 28, 28}, gen, -1.f, 1.f);
+  const kiln::Tensor zt = kiln::Tensor::randn({64, 100}, gen);
+  const Rate train = timed(
+      [&] {
+        kiln_gan::StepLosses l = kiln_gan::dcgan_step(g, d, og, od, real, none, zt, false);
+        (void)l.loss_g.item();
+      },
+      samples);
+  std::printf(
+      "{\"G_infer_b64_img_s\": [%.1f, %.1f, %.1f], \"train_step_b64_step_s\": [%.3f, %.3f, "
+      "%.3f]}\n",
+      64 * infer.median, 64 * infer.worst, 64 * infer.best, train.median, train.worst, train.best);
+  return 0;
+}
