@@ -19,7 +19,7 @@ OUT=$(mktemp)
 echo "load before: $(uptime)"
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
-  k=$("$BUILD/bench/bench_gan_bench" --samples "${SAMPLES:-5}")
+  k=$("$BUILD/bench/bench_gan_bench" --samples "${SAMPLES:-5}" --threads "$THREADS")
   echo "round $r kiln  $k"
   echo "kiln $k" >>"$OUT"
   t=$(/usr/bin/python3 "$HERE/peers/dcgan.py" bench --threads "$THREADS" --samples "${SAMPLES:-5}")
