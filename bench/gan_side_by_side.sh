@@ -2,7 +2,9 @@
 # Kiln's DCGAN against the PyTorch peer on the B1/B2 workloads (generator inference at batch 64,
 # training step at batch 64), interleaved: Kiln, PyTorch, Kiln, PyTorch, ... so that drift in
 # the load of a shared machine hits both alike. Prints each round's JSON and the ratios of the
-# medians of all rounds. Both run on THREADS threads (default 1).
+# medians of all rounds, by wall time and by process CPU time per call (the CPU figure does not
+# depend on the share of a busy machine each process gets). Both run on THREADS threads
+# (default 1).
 #   bench/gan_side_by_side.sh [ROUNDS] [THREADS]        (after building bench_gan_bench)
 set -eu
 ROUNDS=${1:-2}
@@ -17,7 +19,7 @@ OUT=$(mktemp)
 echo "load before: $(uptime)"
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
-  k=$("$BUILD/bench/bench_gan_bench" --samples "${SAMPLES:-5}")
+  k=$("$BUILD/bench/bench_gan_bench" --samples "${SAMPLES:-5}" --threads "$THREADS")
   echo "round $r kiln  $k"
   echo "kiln $k" >>"$OUT"
   t=$(/usr/bin/python3 "$HERE/peers/dcgan.py" bench --threads "$THREADS" --samples "${SAMPLES:-5}")
@@ -36,5 +38,10 @@ for key, unit in (("G_infer_b64_img_s", "img/s"), ("train_step_b64_step_s", "ste
     k = statistics.median(r[key][0] for r in rows["kiln"])
     t = statistics.median(r[key][0] for r in rows["torch"])
     print(f"{key}: kiln {k:.2f} {unit}, pytorch {t:.2f} {unit}, ratio {k / t:.2f}x")
+# CPU seconds per call: what each side costs, whatever share of the cores it got.
+for key in ("G_infer_b64_cpu_s", "train_step_b64_cpu_s"):
+    k = statistics.median(r[key] for r in rows["kiln"])
+    t = statistics.median(r[key] for r in rows["torch"])
+    print(f"{key}: kiln {k:.4f} s, pytorch {t:.4f} s, ratio (pytorch/kiln) {t / k:.2f}x")
 PY
 rm -f "$OUT"

@@ -80,10 +80,10 @@ void report(const char* metric, const char* unit, double per_call, const Timing&
   const char* policy = std::getenv("OMP_WAIT_POLICY");
   std::printf(
       "{\"impl\": \"kiln\", \"workload\": \"char_lstm\", \"metric\": \"%s\", \"unit\": \"%s\", "
-      "\"value\": %.6g, \"worst\": %.6g, \"best\": %.6g, \"threads\": %d, "
-      "\"omp_wait_policy\": \"%s\"}\n",
-      metric, unit, per_call / t.median, per_call / t.worst, per_call / t.best, kiln::num_threads(),
-      policy ? policy : "");
+      "\"value\": %.6g, \"worst\": %.6g, \"best\": %.6g, \"cpu_s_per_call\": %.6g, "
+      "\"per_call\": %.6g, \"threads\": %d, \"omp_wait_policy\": \"%s\"}\n",
+      metric, unit, per_call / t.median, per_call / t.worst, per_call / t.best, t.cpu, per_call,
+      kiln::num_threads(), policy ? policy : "");
   std::fflush(stdout);
 }
 

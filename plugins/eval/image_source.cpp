@@ -19,7 +19,8 @@ bool ImageSet::any_label() const {
 }
 
 std::int64_t parse_label(const std::string& s) {
-  if (!s.empty() && s.size() < 6 && std::all_of(s.begin(), s.end(), ::isdigit)) {
+  if (!s.empty() && s.size() < 6 &&
+      std::all_of(s.begin(), s.end(), [](unsigned char c) { return c >= '0' && c <= '9'; })) {
     return std::stoll(s);
   }
   const auto& names = kiln::data::fashion_mnist_classes();

@@ -61,8 +61,12 @@ TEST_F(Tasks, TrainingIsReproducibleAndResumable) {
       t->train_step(l.get(0, b), {.step = b, .batch = b, .seed = 5});
   };
   Context ctx(dir_->path());
-  auto a = make_train_task(test::tiny_train_params({{"prediction", std::string("v")}}), ctx);
-  auto b = make_train_task(test::tiny_train_params({{"prediction", std::string("v")}}), ctx);
+  auto a = make_train_task(
+      test::tiny_train_params({{"prediction", std::string("v")}, {"val_images", std::int64_t{0}}}),
+      ctx);
+  auto b = make_train_task(
+      test::tiny_train_params({{"prediction", std::string("v")}, {"val_images", std::int64_t{0}}}),
+      ctx);
   kiln::data::DataLoader la(a->as_train()->train_data(), {.batch_size = 8, .seed = 1});
   run(a->as_train(), la, 0, 2);
   const kiln::TensorMap mid = a->as_train()->state();
@@ -175,7 +179,8 @@ TEST_F(Tasks, BadInputIsAClearError) {
 
 TEST_F(Tasks, UnconditionalModelRefusesLabels) {
   Context ctx(dir_->path());
-  auto task = make_train_task(test::tiny_train_params({{"conditional", false}}), ctx);
+  auto task = make_train_task(
+      test::tiny_train_params({{"conditional", false}, {"val_images", std::int64_t{0}}}), ctx);
   const kiln::Checkpoint c = task->as_train()->export_model();
   const auto path = dir_->path() / "uncond.safetensors";
   kiln::save_safetensors(path, c.tensors, c.metadata);
