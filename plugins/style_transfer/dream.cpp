@@ -15,14 +15,6 @@
 namespace kiln::style {
 namespace {
 
-constexpr std::int64_t kMaxDecodePixels = 256ll * 1024 * 1024;
-
-std::string fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
-
 class DreamTask final : public RunTask {
  public:
   DreamTask(const Params& p, TaskContext& ctx) : p_(p), ctx_(ctx) {
@@ -97,7 +89,7 @@ class DreamTask final : public RunTask {
         if (done == 0) first = value;
         last = value;
         table.rows.push_back({std::to_string(octaves - 1 - o), std::to_string(w), std::to_string(h),
-                              std::to_string(s), fmt(value)});
+                              std::to_string(s), fmt6g(value)});
         ctx_.progress(++done, steps * octaves, "step");
       }
       detail = ops::sub(img, b).contiguous();

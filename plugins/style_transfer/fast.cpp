@@ -17,8 +17,6 @@
 namespace kiln::style {
 namespace {
 
-constexpr std::int64_t kMaxDecodePixels = 256ll * 1024 * 1024;
-
 std::vector<ParamSpec> train_fast_params() {
   std::vector<ParamSpec> ps = {
       ParamSpec::path("data", "Folder of content images (PNG/JPEG) to train on"),

@@ -18,6 +18,12 @@ bool is_image_file(const fs::path& p) {
 }
 }  // namespace
 
+std::string fmt6g(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
 Image load_rgb(const fs::path& path, const std::string& key, std::int64_t max_pixels) {
   KILN_CHECK(fs::is_regular_file(path), "style_transfer: '", key, "' = '", path.string(),
              "' is not a file");

@@ -13,6 +13,11 @@
 
 namespace kiln::style {
 
+// The largest image (in pixels) any task decodes; larger files are refused before decoding.
+inline constexpr std::int64_t kMaxDecodePixels = 256ll * 1024 * 1024;
+// A number as "%.6g" (for metrics text and table cells).
+std::string fmt6g(double v);
+
 // PNG or JPEG as RGB (grey replicated, alpha dropped). `key` names the parameter in errors.
 // Refuses images above `max_pixels` before decoding them.
 Image load_rgb(const std::filesystem::path& path, const std::string& key, std::int64_t max_pixels);

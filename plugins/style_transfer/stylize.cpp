@@ -16,14 +16,6 @@
 namespace kiln::style {
 namespace {
 
-constexpr std::int64_t kMaxDecodePixels = 256ll * 1024 * 1024;
-
-std::string fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
-
 class StylizeTask final : public RunTask {
  public:
   StylizeTask(const Params& p, TaskContext& ctx) : p_(p), ctx_(ctx) {
@@ -90,8 +82,8 @@ class StylizeTask final : public RunTask {
 
       auto record = [&](std::int64_t it, std::int64_t evals, const LossTerms& t, double total) {
         table.rows.push_back({std::to_string(level), std::to_string(w), std::to_string(h),
-                              std::to_string(it), std::to_string(evals), fmt(total), fmt(t.content),
-                              fmt(t.style), fmt(t.tv)});
+                              std::to_string(it), std::to_string(evals), fmt6g(total),
+                              fmt6g(t.content), fmt6g(t.style), fmt6g(t.tv)});
         if (level == 0 && it == 0) {
           first_content = t.content;
           first_style = t.style;
@@ -175,12 +167,12 @@ class StylizeTask final : public RunTask {
         {"height", std::to_string(H)},
         {"net", net_->name()},
         {"evaluations", std::to_string(evaluations_total)},
-        {"seconds", fmt(seconds)},
-        {"evaluations_per_second", fmt(evaluations_total / std::max(seconds, 1e-9))}};
+        {"seconds", fmt6g(seconds)},
+        {"evaluations_per_second", fmt6g(evaluations_total / std::max(seconds, 1e-9))}};
     if (warm_done >= 0 && done > warm_done) {
       arts.back().info["steady_iterations"] = std::to_string(done - warm_done);
       arts.back().info["steady_iterations_per_second"] =
-          fmt(static_cast<double>(done - warm_done) / std::max(steady_seconds, 1e-9));
+          fmt6g(static_cast<double>(done - warm_done) / std::max(steady_seconds, 1e-9));
     }
     arts.push_back(Artifact::make_table("losses", table));
     arts.push_back(

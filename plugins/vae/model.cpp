@@ -122,18 +122,9 @@ Tensor Decoder::forward(const Tensor& z, bool sigmoid) const {
       // and a col2im scatter (deconv.hpp) are faster. For the wider layers they were slower.
       h = conv_transpose2d_gemm(h, l.weight, l.bias, 2, 1);
     } else {
-      // oneDNN 2.6's deconvolution is several times slower with a bias or a post-op fused
-      // (measured with ONEDNN_VERBOSE): both run as separate ops.
-      ops::ConvTranspose2dOptions o = l.options();
-      o.act = ops::Act::none;
-      h = ops::conv_transpose2d(h, l.weight, Tensor(), o) +
-          l.bias.view({1, l.out_channels(), 1, 1});
+      h = l.forward(h);  // the SDK adds the bias and the ReLU after oneDNN's bare deconvolution
     }
-    if (i + 1 < layers.size()) {
-      h = ops::relu(h);
-    } else if (sigmoid) {
-      h = ops::sigmoid(h);
-    }
+    if (i + 1 == layers.size() && sigmoid) h = ops::sigmoid(h);
   }
   return h;
 }
