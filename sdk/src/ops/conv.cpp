@@ -237,11 +237,17 @@ std::vector<ChannelRun> channel_runs(const Tensor& t) {
   KILN_CHECK(blk.inner_nblks == 0,
              "conv_transpose2d: unexpected output layout for the bias "
              "(please report this as a bug)");
+  // A plane whose rows follow each other (nchw, nhwc) is one run; otherwise one run per row.
+  const bool whole_planes = st[2] == W * st[3];
+  runs.reserve(static_cast<std::size_t>(C * N * (whole_planes ? 1 : H)));
   for (std::int64_t c = 0; c < C; ++c) {
     for (std::int64_t n = 0; n < N; ++n) {
-      for (std::int64_t h = 0; h < H; ++h) {
-        runs.push_back({c, 1, st[3], base + n * st[0] + c * st[1] + h * st[2], W});
+      float* plane = base + n * st[0] + c * st[1];
+      if (whole_planes) {
+        runs.push_back({c, 1, st[3], plane, H * W});
+        continue;
       }
+      for (std::int64_t h = 0; h < H; ++h) runs.push_back({c, 1, st[3], plane + h * st[2], W});
     }
   }
   return runs;
