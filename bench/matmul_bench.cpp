@@ -113,6 +113,10 @@ void register_all() {
     linear_cases.push_back({64, 768, 3072, t, false});
     linear_cases.push_back({1, 3072, 768, t, false});
     linear_cases.push_back({1, 3072, 768, t, true});
+    // Decoding at batch 2, 4 and 8 (ops::linear streams the plain weight for M <= 8: gemv.cpp).
+    linear_cases.push_back({2, 3072, 768, t, true});
+    linear_cases.push_back({4, 3072, 768, t, true});
+    linear_cases.push_back({8, 3072, 768, t, true});
   }
   for (const Gemm& g : linear_cases) {
     const std::string name = case_name("linear", g);

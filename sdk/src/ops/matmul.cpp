@@ -15,6 +15,7 @@
 #include <string>
 #include <utility>
 
+#include "ops/gemv.hpp"
 #include "ops/op_util.hpp"
 
 namespace kiln::ops {
@@ -241,6 +242,19 @@ struct LinearThreadState {
 Tensor linear_forward(const Tensor& x2, const Tensor& w, const Tensor& b, Act act, float alpha) {
   const TensorImpl& wi = *w.impl();
   const std::int64_t m = x2.impl()->shape[0], k = x2.impl()->shape[1], n = wi.shape[0];
+  // A few rows (decoding): stream the weight as it is held, no packed copy (gemv.cpp).
+  // (x bf16 with an f32 weight keeps the bf16 GEMM, which rounds the weight too.)
+  if (m > 0 && (x2.impl()->dtype == DType::f32 || wi.dtype == DType::bf16) &&
+      detail::small_m_linear_applies(m, wi)) {
+    Tensor y(make_impl(Shape{m, n}, DType::f32));
+    const Tensor xf = x2.impl()->dtype == DType::f32 ? x2 : x2.to(DType::f32);
+    Tensor b_f32;
+    if (b.defined()) b_f32 = b.contiguous().to(DType::f32);
+    detail::small_m_linear(static_cast<const float*>(xf.raw_data()), m, k, wi,
+                           b_f32.defined() ? static_cast<const float*>(b_f32.raw_data()) : nullptr,
+                           static_cast<float*>(y.raw_data()));
+    return act == Act::none ? y : activation(y, act, alpha);
+  }
   const bool low = x2.impl()->dtype == DType::bf16 || wi.dtype == DType::bf16;
   const DType cdt = low ? DType::bf16 : DType::f32;
   Tensor x_cast;  // x2 converted to the compute type, when it is not already

@@ -1,0 +1,181 @@
+// linear for a few rows (decoding): y[M, N] = x[M, K] W[N, K]^T + b with M <= 8, streaming the
+// weight row by row from where the caller holds it.
+//
+// At M = 1 a linear layer reads each weight once and does two flops per weight, so its speed is
+// the memory bandwidth the kernel reaches. oneDNN 2.6's matmul read its packed layout at about
+// 16 GB/s on one core here (GPT-2's 3072x768 at M = 1, ONEDNN_VERBOSE); walking each row of the
+// [N, K] weight front to back keeps the hardware prefetcher on one stream and reached 26-27 GB/s
+// (docs/benchmarks.md, "Decoding GEMV"). Each thread takes a contiguous run of rows.
+//
+// bf16 weights: x is rounded to bf16 first, as the matmul primitive does (both operands bf16,
+// f32 accumulation), so the result does not depend on which path ran.
+#include "ops/gemv.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define KILN_GEMV_X86 1
+#define KILN_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+#include "ops/op_util.hpp"
+
+namespace kiln::ops::detail {
+namespace {
+
+#if KILN_GEMV_X86
+
+KILN_AVX2 inline float hsum(__m256 v) {
+  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+  return _mm_cvtss_f32(lo);
+}
+
+// 8 weights at w (f32, or bf16 widened to f32).
+KILN_AVX2 inline __m256 load8(const float* w) {
+  return _mm256_loadu_ps(w);
+}
+KILN_AVX2 inline __m256 load8(const std::uint16_t* w) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline float load1(const float* w) {
+  return *w;
+}
+inline float load1(const std::uint16_t* w) {
+  const std::uint32_t u = static_cast<std::uint32_t>(*w) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// G (1..4) dot products of one weight row wr[k] with rows of x (row-major, k apart), plus bias,
+// into y[0], y[ldy], ...: each weight vector is loaded once and multiplied into G accumulator
+// pairs. Every G sums in the same order, so a row's result does not depend on how many rows came
+// with it.
+template <int G, typename W>
+KILN_AVX2 void dot_rows(const float* x, const W* wr, float bias, float* y, std::int64_t k,
+                        std::int64_t ldy) {
+  const std::int64_t k16 = k - k % 16, k8 = k - k % 8;
+  __m256 a[G][2];
+  for (int r = 0; r < G; ++r) a[r][0] = a[r][1] = _mm256_setzero_ps();
+  std::int64_t i = 0;
+  for (; i < k16; i += 16) {
+    const __m256 w0 = load8(wr + i), w1 = load8(wr + i + 8);
+    for (int r = 0; r < G; ++r) {
+      a[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + r * k + i), a[r][0]);
+      a[r][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + r * k + i + 8), a[r][1]);
+    }
+  }
+  for (; i < k8; i += 8) {
+    const __m256 w0 = load8(wr + i);
+    for (int r = 0; r < G; ++r)
+      a[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + r * k + i), a[r][0]);
+  }
+  for (int r = 0; r < G; ++r) {
+    float s = hsum(_mm256_add_ps(a[r][0], a[r][1]));
+    for (std::int64_t j = i; j < k; ++j) s += load1(wr + j) * x[r * k + j];
+    y[r * ldy] = s + bias;
+  }
+}
+
+// Rows [n0, n1) of y [m, ldy] = x [m, k] w^T + bias, one weight row at a time (front to back, so
+// the hardware prefetcher sees one stream), rows of x in groups of at most 4 (the accumulators of
+// 4 rows fit the 16 vector registers; a second group re-reads the weight row from L1).
+template <typename W>
+void rows(int m, const float* x, const W* w, const float* bias, float* y, std::int64_t k,
+          std::int64_t ldy, std::int64_t n0, std::int64_t n1) {
+  for (std::int64_t n = n0; n < n1; ++n) {
+    const W* wr = w + n * k;
+    const float b = bias ? bias[n] : 0.f;
+    for (int r0 = 0; r0 < m; r0 += 4) {
+      const float* xr = x + r0 * k;
+      float* yr = y + r0 * ldy + n;
+      switch (std::min(4, m - r0)) {
+        case 1:
+          dot_rows<1>(xr, wr, b, yr, k, ldy);
+          break;
+        case 2:
+          dot_rows<2>(xr, wr, b, yr, k, ldy);
+          break;
+        case 3:
+          dot_rows<3>(xr, wr, b, yr, k, ldy);
+          break;
+        default:
+          dot_rows<4>(xr, wr, b, yr, k, ldy);
+          break;
+      }
+    }
+  }
+}
+
+bool cpu_has_avx2_fma() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+
+#endif
+
+}  // namespace
+
+bool small_m_linear_applies(std::int64_t m, const TensorImpl& w) {
+#if KILN_GEMV_X86
+  return m >= 1 && m <= kSmallLinearRows && !w.blocked && w.shape.size() == 2 &&
+         w.strides[1] == 1 && w.strides[0] == w.shape[1] &&
+         (w.dtype == DType::f32 || w.dtype == DType::bf16) && cpu_has_avx2_fma();
+#else
+  (void)m;
+  (void)w;
+  return false;
+#endif
+}
+
+void small_m_linear(const float* x, std::int64_t m, std::int64_t k, const TensorImpl& w,
+                    const float* bias, float* y) {
+#if KILN_GEMV_X86
+  const std::int64_t n = w.shape[0];
+  const bool bf16 = w.dtype == DType::bf16;
+  // Rounded copy of x for bf16 weights (the matmul primitive's semantics).
+  thread_local std::vector<float> xr;
+  if (bf16) {
+    xr.resize(static_cast<std::size_t>(m * k));
+    for (std::int64_t i = 0; i < m * k; ++i) {
+      std::uint32_t u;
+      std::memcpy(&u, &x[i], sizeof u);
+      u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;  // round to nearest even
+      std::memcpy(&xr[static_cast<std::size_t>(i)], &u, sizeof u);
+    }
+    x = xr.data();
+  }
+  // Pieces of at least 64 KiB of weights, so a thread's share is worth waking it for.
+  const std::int64_t row_bytes = k * (bf16 ? 2 : 4);
+  const std::int64_t grain =
+      std::max<std::int64_t>(1, (64 << 10) / std::max<std::int64_t>(row_bytes, 1));
+  const int mi = static_cast<int>(m);
+  if (bf16) {
+    const auto* wp = static_cast<const std::uint16_t*>(w.data());
+    parallel_range(n, grain, [&](std::int64_t n0, std::int64_t n1) {
+      rows(mi, x, wp, bias, y, k, n, n0, n1);
+    });
+  } else {
+    const auto* wp = static_cast<const float*>(w.data());
+    parallel_range(n, grain, [&](std::int64_t n0, std::int64_t n1) {
+      rows(mi, x, wp, bias, y, k, n, n0, n1);
+    });
+  }
+#else
+  (void)x;
+  (void)m;
+  (void)k;
+  (void)w;
+  (void)bias;
+  (void)y;
+  throw Error("small_m_linear: not available on this CPU");
+#endif
+}
+
+}  // namespace kiln::ops::detail
