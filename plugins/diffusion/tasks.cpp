@@ -13,6 +13,7 @@
 #include "kiln/optim.hpp"
 #include "kiln/random.hpp"
 #include "kiln/safetensors.hpp"
+#include "kiln/tensor_map.hpp"
 #include "sampler.hpp"
 
 namespace diffusion {
@@ -132,12 +133,6 @@ std::vector<std::string> split_lines(const std::string& s) {
   std::istringstream in(s);
   std::string line;
   while (std::getline(in, line)) out.push_back(line);
-  return out;
-}
-
-TensorMap prefixed(const std::string& prefix, const TensorMap& m) {
-  TensorMap out;
-  for (const auto& [k, t] : m) out[prefix + k] = t;
   return out;
 }
 
@@ -270,26 +265,16 @@ class TrainTask final : public kiln::TrainTask {
   }
 
   TensorMap state() const override {
-    TensorMap s = prefixed("model.", net_->state_dict());
-    for (auto& [k, t] : prefixed("ema.", ema_)) s[k] = t;
-    for (auto& [k, t] : prefixed("optim.", optimizer_->state_dict())) s[k] = t;
+    TensorMap s;
+    kiln::add_prefixed(s, "model.", net_->state_dict());
+    kiln::add_prefixed(s, "ema.", ema_);
+    kiln::add_prefixed(s, "optim.", optimizer_->state_dict());
     return s;
   }
 
   void load_state(const TensorMap& state) override {
-    TensorMap model, ema, optim;
-    for (const auto& [k, t] : state) {
-      if (k.rfind("model.", 0) == 0) {
-        model[k.substr(6)] = t;
-      } else if (k.rfind("ema.", 0) == 0) {
-        ema[k.substr(4)] = t;
-      } else if (k.rfind("optim.", 0) == 0) {
-        optim[k.substr(6)] = t;
-      } else {
-        throw kiln::Error("diffusion/train: unexpected tensor '" + k +
-                          "' in the training state (keys start with 'model.', 'ema.' or 'optim.')");
-      }
-    }
+    const auto parts = kiln::split_prefixed(state, {"model.", "ema.", "optim."}, "diffusion/train");
+    const TensorMap &model = parts[0], &ema = parts[1], &optim = parts[2];
     for (const auto& [k, t] : ema_) {
       KILN_CHECK(model.count(k) && ema.count(k),
                  "diffusion/train: the training state lacks 'model.", k, "' or 'ema.", k,

@@ -8,6 +8,7 @@
 #include "kiln/data.hpp"
 #include "kiln/ops.hpp"
 #include "kiln/optim.hpp"
+#include "kiln/tensor_map.hpp"
 #include "tasks.hpp"
 
 namespace kiln_eval {
@@ -66,12 +67,6 @@ Tensor augment(const Tensor& images, std::uint64_t seed, std::int64_t step, bool
       }
     }
   }
-  return out;
-}
-
-TensorMap prefixed(const TensorMap& m, const std::string& prefix) {
-  TensorMap out;
-  for (const auto& [k, v] : m) out[prefix + k] = v;
   return out;
 }
 
@@ -144,22 +139,15 @@ class TrainClassifier final : public kiln::TrainTask {
   }
 
   TensorMap state() const override {
-    TensorMap s = prefixed(model_->state_dict(), "model.");
-    for (const auto& [k, v] : prefixed(opt_->state_dict(), "optim.")) s[k] = v;
+    TensorMap s;
+    kiln::add_prefixed(s, "model.", model_->state_dict());
+    kiln::add_prefixed(s, "optim.", opt_->state_dict());
     return s;
   }
 
   void load_state(const TensorMap& state) override {
-    TensorMap model, optim;
-    for (const auto& [k, v] : state) {
-      if (k.rfind("model.", 0) == 0) {
-        model[k.substr(6)] = v;
-      } else if (k.rfind("optim.", 0) == 0) {
-        optim[k.substr(6)] = v;
-      } else {
-        throw kiln::Error("eval/train: unexpected tensor '" + k + "' in the training state");
-      }
-    }
+    const auto parts = kiln::split_prefixed(state, {"model.", "optim."}, "eval/train");
+    const TensorMap &model = parts[0], &optim = parts[1];
     for (const auto& [k, v] : model_->state_dict()) {
       KILN_CHECK(model.count(k) == 1, "eval/train: the training state lacks 'model.", k,
                  "'; it was not written by this task");

@@ -11,6 +11,7 @@
 #include "kiln/ops.hpp"
 #include "kiln/optim.hpp"
 #include "kiln/safetensors.hpp"
+#include "kiln/tensor_map.hpp"
 #include "tasks.hpp"
 
 namespace kiln_gan {
@@ -57,12 +58,6 @@ GanSizes sizes_of(const Params& p) {
 }
 
 namespace {
-
-TensorMap prefixed(const TensorMap& m, const std::string& prefix) {
-  TensorMap out;
-  for (const auto& [k, v] : m) out[prefix + k] = v;
-  return out;
-}
 
 class TrainGan final : public kiln::TrainTask {
  public:
@@ -121,44 +116,26 @@ class TrainGan final : public kiln::TrainTask {
   }
 
   TensorMap state() const override {
-    TensorMap s = prefixed(g_->state_dict(), "generator.");
-    for (const auto& [k, v] : prefixed(d_->state_dict(), "discriminator.")) s[k] = v;
-    for (const auto& [k, v] : prefixed(ema_->state_dict(), "ema.")) s[k] = v;
-    for (const auto& [k, v] : prefixed(opt_g_->state_dict(), "optim_g.")) s[k] = v;
-    for (const auto& [k, v] : prefixed(opt_d_->state_dict(), "optim_d.")) s[k] = v;
+    TensorMap s;
+    kiln::add_prefixed(s, "generator.", g_->state_dict());
+    kiln::add_prefixed(s, "discriminator.", d_->state_dict());
+    kiln::add_prefixed(s, "ema.", ema_->state_dict());
+    kiln::add_prefixed(s, "optim_g.", opt_g_->state_dict());
+    kiln::add_prefixed(s, "optim_d.", opt_d_->state_dict());
     s["ema_steps"] = ema_steps_;
     return s;
   }
 
   void load_state(const TensorMap& state) override {
-    TensorMap g, d, e, og, od;
-    const std::vector<std::pair<std::string, TensorMap*>> parts = {{"generator.", &g},
-                                                                   {"discriminator.", &d},
-                                                                   {"ema.", &e},
-                                                                   {"optim_g.", &og},
-                                                                   {"optim_d.", &od}};
-    bool steps = false;
-    for (const auto& [k, v] : state) {
-      if (k == "ema_steps") {
-        steps = true;
-        continue;
-      }
-      bool placed = false;
-      for (const auto& [prefix, map] : parts) {
-        if (k.rfind(prefix, 0) == 0) {
-          (*map)[k.substr(prefix.size())] = v;
-          placed = true;
-          break;
-        }
-      }
-      KILN_CHECK(placed, "gan/train: unexpected tensor '", k, "' in the training state");
-    }
-    KILN_CHECK(steps, "gan/train: the training state lacks 'ema_steps'");
-    g_->load_state_dict(g);
-    d_->load_state_dict(d);
-    ema_->load_state_dict(e);
-    opt_g_->load_state_dict(og);
-    opt_d_->load_state_dict(od);
+    const auto parts = kiln::split_prefixed(
+        state, {"generator.", "discriminator.", "ema.", "optim_g.", "optim_d."}, "gan/train",
+        {"ema_steps"});
+    KILN_CHECK(state.count("ema_steps"), "gan/train: the training state lacks 'ema_steps'");
+    g_->load_state_dict(parts[0]);
+    d_->load_state_dict(parts[1]);
+    ema_->load_state_dict(parts[2]);
+    opt_g_->load_state_dict(parts[3]);
+    opt_d_->load_state_dict(parts[4]);
     ema_steps_.copy_(state.at("ema_steps"));
   }
 

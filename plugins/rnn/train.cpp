@@ -12,6 +12,7 @@
 #include "kiln/error.hpp"
 #include "kiln/ops.hpp"
 #include "kiln/optim.hpp"
+#include "kiln/tensor_map.hpp"
 #include "model.hpp"
 #include "tasks.hpp"
 
@@ -138,8 +139,8 @@ class TrainTask final : public kiln::TrainTask {
 
   TensorMap state() const override {
     TensorMap s;
-    for (auto& [k, v] : net_->state_dict()) s["model." + k] = v;
-    for (auto& [k, v] : opt_->state_dict()) s["optim." + k] = v;
+    kiln::add_prefixed(s, "model.", net_->state_dict());
+    kiln::add_prefixed(s, "optim.", opt_->state_dict());
     s["carry.h"] = carry_h_;
     if (carry_c_.defined()) s["carry.c"] = carry_c_;
     s["carry.chunk"] = carry_chunk_;
@@ -148,17 +149,13 @@ class TrainTask final : public kiln::TrainTask {
 
   void load_state(const TensorMap& state) override {
     const TensorMap mine = this->state();
-    TensorMap model, optim;
-    for (const auto& [k, v] : state) {
-      if (k.rfind("model.", 0) == 0) {
-        model[k.substr(6)] = v;
-      } else if (k.rfind("optim.", 0) == 0) {
-        optim[k.substr(6)] = v;
-      } else {
-        KILN_CHECK(mine.count(k), "rnn/train: the saved state holds an unexpected tensor '", k,
-                   "'");
-      }
+    std::vector<std::string>
+        carry;  // the carried state's names: carry.h, carry.c (LSTM), carry.chunk
+    for (const auto& [k, v] : mine) {
+      if (k.rfind("carry.", 0) == 0) carry.push_back(k);
     }
+    const auto parts = kiln::split_prefixed(state, {"model.", "optim."}, "rnn/train", carry);
+    const TensorMap &model = parts[0], &optim = parts[1];
     for (const char* k : {"carry.h", "carry.c", "carry.chunk"}) {
       if (!mine.count(k)) continue;
       auto it = state.find(k);

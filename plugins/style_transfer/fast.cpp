@@ -12,6 +12,7 @@
 #include "kiln/ops.hpp"
 #include "kiln/optim.hpp"
 #include "kiln/safetensors.hpp"
+#include "kiln/tensor_map.hpp"
 #include "transformer_net.hpp"
 
 namespace kiln::style {
@@ -77,19 +78,14 @@ class TrainFastTask final : public TrainTask {
 
   TensorMap state() const override {
     TensorMap s = net_->state_dict();
-    for (const auto& [k, v] : adam_->state_dict()) s["optim." + k] = v;
+    kiln::add_prefixed(s, "optim.", adam_->state_dict());
     return s;
   }
 
   void load_state(const TensorMap& state) override {
-    TensorMap net, opt;
-    for (const auto& [k, v] : state) {
-      if (k.rfind("optim.", 0) == 0) {
-        opt[k.substr(6)] = v;
-      } else {
-        net[k] = v;
-      }
-    }
+    // The network's names carry no prefix: "" takes every name that is not "optim.*".
+    const auto parts = kiln::split_prefixed(state, {"", "optim."}, "style_transfer/train-fast");
+    const TensorMap &net = parts[0], &opt = parts[1];
     KILN_CHECK(opt.count("step") == 1,
                "style_transfer/train-fast: the state has no optimiser step ('optim.step')");
     net_->load_state_dict(net, true);

@@ -5,6 +5,7 @@
 #include "kiln/autograd.hpp"
 #include "kiln/context.hpp"
 #include "kiln/optim.hpp"
+#include "kiln/tensor_map.hpp"
 #include "kiln/text.hpp"
 #include "tasks.hpp"
 
@@ -132,22 +133,16 @@ class TrainGpt final : public TrainTask {
 
   TensorMap state() const override {
     TensorMap s = model_->state_dict();
-    for (auto& [k, t] : opt_decay_->state_dict()) s["optim.decay." + k] = t;
-    for (auto& [k, t] : opt_plain_->state_dict()) s["optim.plain." + k] = t;
+    kiln::add_prefixed(s, "optim.decay.", opt_decay_->state_dict());
+    kiln::add_prefixed(s, "optim.plain.", opt_plain_->state_dict());
     return s;
   }
 
   void load_state(const TensorMap& state) override {
-    TensorMap model, decay, plain;
-    for (const auto& [k, t] : state) {
-      if (k.rfind("optim.decay.", 0) == 0) {
-        decay[k.substr(12)] = t;
-      } else if (k.rfind("optim.plain.", 0) == 0) {
-        plain[k.substr(12)] = t;
-      } else {
-        model[k] = t;
-      }
-    }
+    // The model's names carry no prefix: "" takes every name that is not an optimiser's.
+    const auto parts =
+        kiln::split_prefixed(state, {"", "optim.decay.", "optim.plain."}, "transformer/train");
+    const TensorMap &model = parts[0], &decay = parts[1], &plain = parts[2];
     const TensorMap mine = state_keys();
     for (const auto& [k, t] : mine) {
       KILN_CHECK(state.count(k) == 1, "transformer/train: the saved state lacks '", k,

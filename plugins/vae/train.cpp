@@ -5,6 +5,7 @@
 #include "kiln/ops.hpp"
 #include "kiln/optim.hpp"
 #include "kiln/random.hpp"
+#include "kiln/tensor_map.hpp"
 #include "tasks.hpp"
 
 namespace kiln::vae {
@@ -111,23 +112,14 @@ class TrainVae final : public TrainTask {
 
   TensorMap state() const override {
     TensorMap s;
-    for (const auto& [k, t] : model_->state_dict()) s["model." + k] = t;
-    for (const auto& [k, t] : optim_->state_dict()) s["optim." + k] = t;
+    kiln::add_prefixed(s, "model.", model_->state_dict());
+    kiln::add_prefixed(s, "optim.", optim_->state_dict());
     return s;
   }
 
   void load_state(const TensorMap& state) override {
-    TensorMap model, opt;
-    for (const auto& [k, t] : state) {
-      if (k.rfind("model.", 0) == 0) {
-        model[k.substr(6)] = t;
-      } else if (k.rfind("optim.", 0) == 0) {
-        opt[k.substr(6)] = t;
-      } else {
-        throw Error("vae/train: unexpected tensor '" + k +
-                    "' in the training state (expected model.* and optim.*)");
-      }
-    }
+    const auto parts = kiln::split_prefixed(state, {"model.", "optim."}, "vae/train");
+    const TensorMap &model = parts[0], &opt = parts[1];
     KILN_CHECK(!opt.empty(),
                "vae/train: the training state has no optimiser tensors (optim.*); "
                "it is not a vae/train checkpoint");

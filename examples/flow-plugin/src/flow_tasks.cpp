@@ -13,6 +13,7 @@
 #include "kiln/optim.hpp"
 #include "kiln/random.hpp"
 #include "kiln/safetensors.hpp"
+#include "kiln/tensor_map.hpp"
 
 namespace flow {
 
@@ -130,12 +131,6 @@ std::unique_ptr<RealNVP> load_model(const std::string& file) {
   return model;
 }
 
-TensorMap prefixed(const std::string& prefix, const TensorMap& m) {
-  TensorMap out;
-  for (const auto& [k, t] : m) out[prefix + k] = t;
-  return out;
-}
-
 // ------------------------------------------------------------------------------ train
 
 class TrainTask final : public kiln::TrainTask {
@@ -176,23 +171,15 @@ class TrainTask final : public kiln::TrainTask {
   }
 
   TensorMap state() const override {
-    TensorMap s = prefixed("model.", model_.state_dict());
-    for (auto& [k, t] : prefixed("optim.", optimizer_.state_dict())) s[k] = t;
+    TensorMap s;
+    kiln::add_prefixed(s, "model.", model_.state_dict());
+    kiln::add_prefixed(s, "optim.", optimizer_.state_dict());
     return s;
   }
 
   void load_state(const TensorMap& state) override {
-    TensorMap model, optim;
-    for (const auto& [k, t] : state) {
-      if (k.rfind("model.", 0) == 0) {
-        model[k.substr(6)] = t;
-      } else if (k.rfind("optim.", 0) == 0) {
-        optim[k.substr(6)] = t;
-      } else {
-        throw kiln::Error("flow/train: unexpected tensor '" + k +
-                          "' in the training state (keys start with 'model.' or 'optim.')");
-      }
-    }
+    const auto parts = kiln::split_prefixed(state, {"model.", "optim."}, "flow/train");
+    const TensorMap &model = parts[0], &optim = parts[1];
     for (const auto& [k, t] : model_.state_dict()) {
       KILN_CHECK(model.count(k), "flow/train: the training state lacks 'model.", k,
                  "'; was it written by another configuration of flow/train?");
