@@ -51,13 +51,11 @@ std::vector<ParamSpec> classify_params() {
 }
 
 std::vector<ParamSpec> evaluate_params() {
-  ParamSpec reference =
-      ParamSpec::path("reference", "Fashion-MNIST folder whose split is the reference set");
-  reference.default_value = std::string("/usr/share/datasets/fashion-mnist");
   return {
       model_param(),
       images_param("Generated images"),
-      reference,
+      ParamSpec::path("reference", "/usr/share/datasets/fashion-mnist",
+                      "Fashion-MNIST folder whose split is the reference set"),
       ParamSpec::choice("reference_split", "test", {"test", "train"}, "Split used as reference"),
       ParamSpec::integer("reference_count", 10000,
                          "Reference images (a seeded random subset when fewer than the split)")

@@ -20,10 +20,9 @@ using kiln::TensorMap;
 namespace ops = kiln::ops;
 
 std::vector<ParamSpec> train_params() {
-  ParamSpec data = ParamSpec::path("data", "Fashion-MNIST folder (train and t10k IDX files)");
-  data.default_value = std::string("/usr/share/datasets/fashion-mnist");
   return {
-      data,
+      ParamSpec::path("data", "/usr/share/datasets/fashion-mnist",
+                      "Fashion-MNIST folder (train and t10k IDX files)"),
       ParamSpec::integers("channels", {32, 64, 128}, "Widths of the three conv layers")
           .range(1, 1024),
       ParamSpec::integer("hidden", 128, "Width of the penultimate layer (the feature size)")

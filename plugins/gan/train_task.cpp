@@ -23,9 +23,8 @@ using kiln::TensorMap;
 namespace ops = kiln::ops;
 
 std::vector<ParamSpec> train_params() {
-  ParamSpec data = ParamSpec::path("data", "Fashion-MNIST folder (or MNIST in the same layout)");
-  data.default_value = std::string("/usr/share/datasets/fashion-mnist");
-  return {data,
+  return {ParamSpec::path("data", "/usr/share/datasets/fashion-mnist",
+                          "Fashion-MNIST folder (or MNIST in the same layout)"),
           ParamSpec::integer("nz", 100, "Latent size").range(1, 4096),
           ParamSpec::integer("ngf", 64, "Generator width (channels of its last hidden layer)")
               .range(1, 1024),

@@ -68,18 +68,18 @@ enum class ParamType : std::uint8_t {
 };
 KILN_API const char* param_type_name(ParamType t);
 
-using ParamValue = std::variant<std::monostate, bool, std::int64_t, double, std::string,
-                                std::vector<std::int64_t>, std::vector<double>,
-                                std::vector<std::string>>;
+using ParamValue =
+    std::variant<std::monostate, bool, std::int64_t, double, std::string, std::vector<std::int64_t>,
+                 std::vector<double>, std::vector<std::string>>;
 // TOML-like rendering: 3, 0.5, "text", [1, 2], true.
 KILN_API std::string param_value_str(const ParamValue& v);
 
 struct KILN_API ParamSpec {
   std::string name;
   ParamType type = ParamType::string;
-  ParamValue default_value;  // std::monostate: no default
-  bool optional = false;     // without a default: may be left out (Params::has is false)
-  std::optional<double> min, max;  // integer / number (and their lists' elements), inclusive
+  ParamValue default_value;          // std::monostate: no default
+  bool optional = false;             // without a default: may be left out (Params::has is false)
+  std::optional<double> min, max;    // integer / number (and their lists' elements), inclusive
   std::vector<std::string> choices;  // choice (and string_list elements when non-empty)
   std::string help;
 
@@ -89,6 +89,9 @@ struct KILN_API ParamSpec {
   static ParamSpec string(std::string name, std::string def, std::string help);
   // A required path (no default).
   static ParamSpec path(std::string name, std::string help);
+  // A path with a default, e.g. a dataset's install folder. The default is treated like a value
+  // given in the pipeline (a relative one resolves against the pipeline file), so make it absolute.
+  static ParamSpec path(std::string name, std::string def, std::string help);
   static ParamSpec choice(std::string name, std::string def, std::vector<std::string> choices,
                           std::string help);
   static ParamSpec integers(std::string name, std::vector<std::int64_t> def, std::string help);
@@ -120,7 +123,7 @@ class KILN_API Params {
   const ParamValue& get(const std::string& name) const;  // throws naming the missing key
   bool boolean(const std::string& name) const;
   std::int64_t integer(const std::string& name) const;
-  double number(const std::string& name) const;  // integers are widened
+  double number(const std::string& name) const;              // integers are widened
   const std::string& string(const std::string& name) const;  // string, path and choice
   std::vector<std::int64_t> integers(const std::string& name) const;
   std::vector<double> numbers(const std::string& name) const;
@@ -226,7 +229,7 @@ class KILN_API Task {
 };
 
 struct StepInfo {
-  std::int64_t step = 0;   // global optimisation step, from 0
+  std::int64_t step = 0;  // global optimisation step, from 0
   std::int64_t epoch = 0;
   std::int64_t batch = 0;  // batch within the epoch
   std::uint64_t seed = 0;  // the stage seed: step randomness is Philox(seed, step, stream)
@@ -347,14 +350,21 @@ inline constexpr std::uint32_t kKilnPluginMagic = 0x4b494c4eu;  // "KILN"
 
 // Exports the descriptor and the factory of `PluginClass` (default-constructible) through
 // Boost.DLL aliases `kiln_plugin_descriptor` and `kiln_create_plugin`. Use once per plugin.
-#define KILN_PLUGIN(PluginClass, plugin_name)                                                  \
-  extern "C" const KilnPluginDescriptor kiln_plugin_descriptor_v1 = {                          \
-      kKilnPluginMagic, KILN_ABI_VERSION, sizeof(KilnPluginDescriptor), 0, KILN_VERSION_STRING, \
-      KILN_TOOLCHAIN_ID, plugin_name, {}};                                                     \
-  namespace {                                                                                  \
-  ::kiln::Plugin* kiln_create_plugin_impl() { return new PluginClass(); }                      \
-  }                                                                                            \
-  BOOST_DLL_ALIAS(kiln_plugin_descriptor_v1, kiln_plugin_descriptor)                           \
+#define KILN_PLUGIN(PluginClass, plugin_name)                                                      \
+  extern "C" const KilnPluginDescriptor kiln_plugin_descriptor_v1 = {kKilnPluginMagic,             \
+                                                                     KILN_ABI_VERSION,             \
+                                                                     sizeof(KilnPluginDescriptor), \
+                                                                     0,                            \
+                                                                     KILN_VERSION_STRING,          \
+                                                                     KILN_TOOLCHAIN_ID,            \
+                                                                     plugin_name,                  \
+                                                                     {}};                          \
+  namespace {                                                                                      \
+  ::kiln::Plugin* kiln_create_plugin_impl() {                                                      \
+    return new PluginClass();                                                                      \
+  }                                                                                                \
+  }                                                                                                \
+  BOOST_DLL_ALIAS(kiln_plugin_descriptor_v1, kiln_plugin_descriptor)                               \
   BOOST_DLL_ALIAS(kiln_create_plugin_impl, kiln_create_plugin)
 
 // Optional: tiny settings per task for the plugin conformance suite (`kiln check-plugin`,
@@ -366,6 +376,6 @@ inline constexpr std::uint32_t kKilnPluginMagic = 0x4b494c4eu;  // "KILN"
 //   KILN_PLUGIN_CONFORMANCE(R"({"train": {"data": "/usr/share/datasets/fashion-mnist",
 //                                         "latent": 2, "batch_size": 8},
 //                               "generate": {"model": "@train", "count": 2}})")
-#define KILN_PLUGIN_CONFORMANCE(json_text)                                      \
-  extern "C" const char kiln_conformance_params_v1[] = json_text;              \
+#define KILN_PLUGIN_CONFORMANCE(json_text)                        \
+  extern "C" const char kiln_conformance_params_v1[] = json_text; \
   BOOST_DLL_ALIAS(kiln_conformance_params_v1, kiln_conformance_params)

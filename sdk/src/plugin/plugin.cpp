@@ -10,24 +10,36 @@ using json = nlohmann::json;
 
 const char* param_type_name(ParamType t) {
   switch (t) {
-    case ParamType::boolean: return "boolean";
-    case ParamType::integer: return "integer";
-    case ParamType::number: return "number";
-    case ParamType::string: return "string";
-    case ParamType::path: return "path";
-    case ParamType::choice: return "choice";
-    case ParamType::integer_list: return "list of integers";
-    case ParamType::number_list: return "list of numbers";
-    case ParamType::string_list: return "list of strings";
+    case ParamType::boolean:
+      return "boolean";
+    case ParamType::integer:
+      return "integer";
+    case ParamType::number:
+      return "number";
+    case ParamType::string:
+      return "string";
+    case ParamType::path:
+      return "path";
+    case ParamType::choice:
+      return "choice";
+    case ParamType::integer_list:
+      return "list of integers";
+    case ParamType::number_list:
+      return "list of numbers";
+    case ParamType::string_list:
+      return "list of strings";
   }
   return "unknown";
 }
 
 const char* task_kind_name(TaskKind k) {
   switch (k) {
-    case TaskKind::train: return "train";
-    case TaskKind::generate: return "generate";
-    case TaskKind::run: return "run";
+    case TaskKind::train:
+      return "train";
+    case TaskKind::generate:
+      return "generate";
+    case TaskKind::run:
+      return "run";
   }
   return "unknown";
 }
@@ -106,6 +118,9 @@ ParamSpec ParamSpec::string(std::string name, std::string def, std::string help)
 }
 ParamSpec ParamSpec::path(std::string name, std::string help) {
   return make(std::move(name), ParamType::path, std::monostate{}, std::move(help));
+}
+ParamSpec ParamSpec::path(std::string name, std::string def, std::string help) {
+  return make(std::move(name), ParamType::path, std::move(def), std::move(help));
 }
 ParamSpec ParamSpec::choice(std::string name, std::string def, std::vector<std::string> choices,
                             std::string help) {
@@ -218,7 +233,8 @@ std::string ParamSpec::check(const ParamValue& v) const {
       if (std::holds_alternative<std::vector<double>>(v)) {
         vals = std::get<std::vector<double>>(v);
       } else if (std::holds_alternative<std::vector<std::int64_t>>(v)) {
-        for (auto x : std::get<std::vector<std::int64_t>>(v)) vals.push_back(static_cast<double>(x));
+        for (auto x : std::get<std::vector<std::int64_t>>(v))
+          vals.push_back(static_cast<double>(x));
       } else {
         return want + ", got " + param_value_str(v);
       }
@@ -236,7 +252,9 @@ std::string ParamSpec::check(const ParamValue& v) const {
         for (const auto& s : std::get<std::vector<std::string>>(v)) {
           bool ok = false;
           for (const auto& c : choices) ok = ok || c == s;
-          if (!ok) return "every element must be one of " + choices_str(choices) + ", got " + json(s).dump();
+          if (!ok)
+            return "every element must be one of " + choices_str(choices) + ", got " +
+                   json(s).dump();
         }
       }
       return "";
@@ -267,7 +285,9 @@ std::string ParamSpec::describe() const {
 
 // ------------------------------------------------------------------------------ Params
 
-bool Params::has(const std::string& name) const { return values_.count(name) > 0; }
+bool Params::has(const std::string& name) const {
+  return values_.count(name) > 0;
+}
 
 const ParamValue& Params::get(const std::string& name) const {
   auto it = values_.find(name);
@@ -285,7 +305,9 @@ const T& typed(const Params& p, const std::string& name, const char* type) {
 }
 }  // namespace
 
-bool Params::boolean(const std::string& name) const { return typed<bool>(*this, name, "boolean"); }
+bool Params::boolean(const std::string& name) const {
+  return typed<bool>(*this, name, "boolean");
+}
 std::int64_t Params::integer(const std::string& name) const {
   return typed<std::int64_t>(*this, name, "integer");
 }
@@ -388,7 +410,8 @@ Params Params::resolve(const std::vector<ParamSpec>& spec, const Params& given) 
       if (s.type == ParamType::number && std::holds_alternative<std::int64_t>(v)) {
         v = static_cast<double>(std::get<std::int64_t>(v));
       }
-      if (s.type == ParamType::number_list && std::holds_alternative<std::vector<std::int64_t>>(v)) {
+      if (s.type == ParamType::number_list &&
+          std::holds_alternative<std::vector<std::int64_t>>(v)) {
         const auto& l = std::get<std::vector<std::int64_t>>(v);
         v = std::vector<double>(l.begin(), l.end());
       }
@@ -512,10 +535,12 @@ Params checkpoint_params(const std::map<std::string, std::string>& metadata,
                          const std::string& plugin, const std::vector<ParamSpec>& spec,
                          const std::string& file) {
   auto it = metadata.find("kiln.plugin");
-  KILN_CHECK(it != metadata.end(), "'", file, "' is not a Kiln model checkpoint (no kiln.plugin "
-             "metadata); train one with the '", plugin, "' plugin first");
-  KILN_CHECK(it->second == plugin, "'", file, "' was made by the '", it->second,
-             "' plugin, not '", plugin, "'");
+  KILN_CHECK(it != metadata.end(), "'", file,
+             "' is not a Kiln model checkpoint (no kiln.plugin "
+             "metadata); train one with the '",
+             plugin, "' plugin first");
+  KILN_CHECK(it->second == plugin, "'", file, "' was made by the '", it->second, "' plugin, not '",
+             plugin, "'");
   auto p = metadata.find("kiln.params");
   KILN_CHECK(p != metadata.end(), "'", file, "' lacks kiln.params metadata");
   Params stored = Params::from_json(p->second);
