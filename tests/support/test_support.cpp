@@ -57,8 +57,8 @@ std::string gradcheck(const std::function<Tensor(const TensorList&)>& fn, Tensor
       const double numeric = (lp - lm) / (2.0 * eps);
       const double diff = std::fabs(a[static_cast<std::size_t>(i)] - numeric);
       if (!(diff <= atol + rtol * std::fabs(numeric))) {
-        report << "input " << k << " " << shape_str(x.shape()) << " element " << i
-               << ": analytic " << a[static_cast<std::size_t>(i)] << " vs numeric " << numeric;
+        report << "input " << k << " " << shape_str(x.shape()) << " element " << i << ": analytic "
+               << a[static_cast<std::size_t>(i)] << " vs numeric " << numeric;
         return report.str();
       }
     }
@@ -90,9 +90,13 @@ std::string gradcheck(const std::function<Tensor(const TensorList&)>& fn, Tensor
   return ::testing::AssertionSuccess();
 }
 
-fs::path fixture_path(const std::string& name) { return fs::path(KILN_FIXTURE_DIR) / name; }
+fs::path fixture_path(const std::string& name) {
+  return fs::path(KILN_FIXTURE_DIR) / name;
+}
 
-Safetensors load_fixture(const std::string& name) { return load_safetensors(fixture_path(name)); }
+Safetensors load_fixture(const std::string& name) {
+  return load_safetensors(fixture_path(name));
+}
 
 TempDir::TempDir() {
   static int counter = 0;

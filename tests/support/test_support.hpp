@@ -24,10 +24,10 @@ std::string gradcheck(const std::function<Tensor(const TensorList&)>& fn, Tensor
                       float eps = 1e-3f, float atol = 2e-3f, float rtol = 2e-2f);
 
 // EXPECT-style wrapper.
-#define KILN_EXPECT_GRADCHECK(...)                           \
-  do {                                                       \
+#define KILN_EXPECT_GRADCHECK(...)                                    \
+  do {                                                                \
     const std::string kiln_gc = ::kiln::test::gradcheck(__VA_ARGS__); \
-    EXPECT_TRUE(kiln_gc.empty()) << kiln_gc;                 \
+    EXPECT_TRUE(kiln_gc.empty()) << kiln_gc;                          \
   } while (0)
 
 // Max element-wise |a - b| / (|b| + 1) style comparison: true when every element satisfies

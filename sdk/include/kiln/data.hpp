@@ -3,7 +3,8 @@
 //   auto train = kiln::data::load_fashion_mnist("/usr/share/datasets/fashion-mnist", "train");
 //   kiln::data::DataLoader loader(train, {.batch_size = 128, .shuffle = true, .seed = 42});
 //   for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
-//     kiln::data::Batch batch = loader.get(/*epoch=*/0, b);  // {"image": [128,1,28,28], "label": [128]}
+//     kiln::data::Batch batch = loader.get(/*epoch=*/0, b);  // {"image": [128,1,28,28], "label":
+//     [128]}
 //   }
 //
 // The order of epoch e is a pure function of (seed, e), so batch (e, b) can be recomputed after a

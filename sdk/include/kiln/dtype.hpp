@@ -24,7 +24,9 @@ KILN_API std::size_t dtype_size(DType t);
 KILN_API const char* dtype_name(DType t);
 // Parses "f32", "bf16", ...; throws kiln::Error naming the accepted values otherwise.
 KILN_API DType parse_dtype(const std::string& name);
-inline bool is_floating(DType t) { return t == DType::f32 || t == DType::bf16 || t == DType::f16; }
+inline bool is_floating(DType t) {
+  return t == DType::f32 || t == DType::bf16 || t == DType::f16;
+}
 
 // Round-to-nearest-even conversion, as oneDNN and PyTorch do it; NaN stays NaN.
 inline std::uint16_t f32_to_bf16(float f) {

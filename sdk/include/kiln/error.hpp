@@ -1,7 +1,7 @@
 // kiln::Error — the one exception type the SDK, plugins and host throw for bad input.
 //
-//   if (dims.size() != 4) throw kiln::Error("conv2d: input must be 4-d [N,C,H,W], got " + str(dims));
-//   KILN_CHECK(k > 0, "top_k: k must be positive, got ", k);
+//   if (dims.size() != 4) throw kiln::Error("conv2d: input must be 4-d [N,C,H,W], got " +
+//   str(dims)); KILN_CHECK(k > 0, "top_k: k must be positive, got ", k);
 //
 // Messages are sentences for a person: say what was wrong, with the offending value, and what
 // to do. The host prints `what()` as is, prefixed with the stage and plugin.
@@ -32,7 +32,7 @@ std::string concat(const Args&... args) {
 }  // namespace kiln
 
 // Throws kiln::Error with the streamed arguments when `cond` is false.
-#define KILN_CHECK(cond, ...)                                  \
-  do {                                                         \
+#define KILN_CHECK(cond, ...)                                              \
+  do {                                                                     \
     if (!(cond)) throw ::kiln::Error(::kiln::detail::concat(__VA_ARGS__)); \
   } while (0)

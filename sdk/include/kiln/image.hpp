@@ -24,7 +24,7 @@ namespace kiln {
 struct Image {
   int width = 0;
   int height = 0;
-  int channels = 0;  // 1 (grey), 3 (RGB) or 4 (RGBA)
+  int channels = 0;                  // 1 (grey), 3 (RGB) or 4 (RGBA)
   std::vector<std::uint8_t> pixels;  // row-major HWC, height * width * channels bytes
 
   bool empty() const { return pixels.empty(); }

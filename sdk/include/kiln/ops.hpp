@@ -177,7 +177,8 @@ KILN_API Tensor group_norm(const Tensor& x, std::int64_t groups, const Tensor& w
 // the result may be blocked. split / chunk return views of x (no copy); chunk follows PyTorch
 // (pieces of ceil(n / chunks), so possibly fewer than `chunks`). stack: equal shapes.
 KILN_API Tensor concat(const TensorList& xs, std::int64_t dim);
-KILN_API TensorList split(const Tensor& x, const std::vector<std::int64_t>& sizes, std::int64_t dim);
+KILN_API TensorList split(const Tensor& x, const std::vector<std::int64_t>& sizes,
+                          std::int64_t dim);
 KILN_API TensorList chunk(const Tensor& x, std::int64_t chunks, std::int64_t dim);
 KILN_API Tensor stack(const TensorList& xs, std::int64_t dim);
 

@@ -2,7 +2,8 @@
 //
 //   kiln::Philox rng(seed, /*index=*/i, /*stream=*/0);   // sample i's generator
 //   float z = rng.normal();
-//   kiln::Tensor z = kiln::randn_for_samples({10, 11, 12}, {100}, seed);  // [3,100], row r <- (seed, indices[r])
+//   kiln::Tensor z = kiln::randn_for_samples({10, 11, 12}, {100}, seed);  // [3,100], row r <-
+//   (seed, indices[r])
 //
 // A Philox stream is a pure function of (key, counter): sample i's randomness depends on
 // (seed, i, stream) alone, never on batch size, thread count or shard. Streams separate uses
@@ -28,8 +29,8 @@ class KILN_API Philox {
   std::array<std::uint32_t, 4> next_block();
   std::uint32_t next_u32();
   std::uint64_t next_u64();
-  float uniform();           // [0, 1), 24 random bits
-  float normal();            // N(0, 1), Box-Muller
+  float uniform();                       // [0, 1), 24 random bits
+  float normal();                        // N(0, 1), Box-Muller
   std::uint64_t below(std::uint64_t n);  // uniform integer in [0, n), unbiased
 
   void fill_uniform(float* out, std::int64_t n, float lo = 0.f, float hi = 1.f);
@@ -44,7 +45,7 @@ class KILN_API Philox {
 
  private:
   std::array<std::uint32_t, 2> key_;
-  std::uint64_t stream_hi_;  // upper counter words: index
+  std::uint64_t stream_hi_;     // upper counter words: index
   std::uint64_t position_ = 0;  // lower counter words: block number
   std::array<std::uint32_t, 4> buf_{};
   int buf_used_ = 4;
@@ -75,8 +76,9 @@ KILN_API void manual_seed(std::uint64_t seed);
 
 // A [indices.size(), sample_shape...] f32 tensor whose row r is N(0,1) noise drawn from
 // Philox(seed, indices[r], stream): the same sample index always gets the same noise.
-KILN_API Tensor randn_for_samples(const std::vector<std::int64_t>& indices, const Shape& sample_shape,
-                                  std::uint64_t seed, std::uint64_t stream = 0);
+KILN_API Tensor randn_for_samples(const std::vector<std::int64_t>& indices,
+                                  const Shape& sample_shape, std::uint64_t seed,
+                                  std::uint64_t stream = 0);
 
 // Mixes several integers into one 64-bit seed (SplitMix64 finaliser), e.g. (seed, step, layer).
 KILN_API std::uint64_t mix_seed(std::uint64_t a, std::uint64_t b);

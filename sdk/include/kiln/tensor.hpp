@@ -81,7 +81,8 @@ class KILN_API Tensor {
   std::size_t nbytes() const;
 
   // Pointer to the first element. Requires a plain layout and T matching dtype
-  // (float for f32, std::uint16_t for bf16/f16, std::int32_t, std::int64_t, std::uint8_t, std::int8_t).
+  // (float for f32, std::uint16_t for bf16/f16, std::int32_t, std::int64_t, std::uint8_t,
+  // std::int8_t).
   template <typename T>
   T* data() const;
   void* raw_data() const;
@@ -97,7 +98,7 @@ class KILN_API Tensor {
   Tensor slice(std::int64_t d, std::int64_t start, std::int64_t end, std::int64_t step = 1) const;
   Tensor select(std::int64_t d, std::int64_t index) const;
   Tensor expand(const Shape& shape) const;
-  Tensor contiguous() const;  // plain row-major dense; returns *this when already so
+  Tensor contiguous() const;     // plain row-major dense; returns *this when already so
   Tensor to(DType dtype) const;  // differentiable between floating types
   Tensor clone() const;
   Tensor detach() const;  // same data, no autograd history
@@ -108,8 +109,8 @@ class KILN_API Tensor {
   Tensor& copy_(const Tensor& src);  // same shape; converts dtype and layout
 
   // ---- element access (slow paths for tests and small values)
-  float item() const;                     // numel must be 1
-  std::vector<float> to_vector() const;   // any dtype, converted to float, row-major
+  float item() const;                    // numel must be 1
+  std::vector<float> to_vector() const;  // any dtype, converted to float, row-major
   std::vector<std::int64_t> to_int_vector() const;
 
   // ---- autograd

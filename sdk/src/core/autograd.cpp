@@ -12,8 +12,12 @@ namespace {
 thread_local bool g_grad_enabled = true;
 }
 
-bool grad_enabled() { return g_grad_enabled; }
-void set_grad_enabled(bool on) { g_grad_enabled = on; }
+bool grad_enabled() {
+  return g_grad_enabled;
+}
+void set_grad_enabled(bool on) {
+  g_grad_enabled = on;
+}
 
 bool needs_grad(std::initializer_list<Tensor> inputs) {
   if (!g_grad_enabled) return false;
@@ -32,7 +36,8 @@ bool needs_grad(const TensorList& inputs) {
 }
 
 TensorList Node::apply(const TensorList& grad_outputs) {
-  KILN_CHECK(fn_, "backward through '", name_, "' a second time: the graph was already freed by "
+  KILN_CHECK(fn_, "backward through '", name_,
+             "' a second time: the graph was already freed by "
              "an earlier backward()");
   return fn_(grad_outputs);
 }
@@ -102,12 +107,15 @@ void backward(const TensorList& roots, const TensorList& grads) {
   for (std::size_t i = 0; i < roots.size(); ++i) {
     const Tensor& r = roots[i];
     KILN_CHECK(r.defined(), "backward: root ", i, " is undefined");
-    KILN_CHECK(r.requires_grad(), "backward: the tensor does not require grad (no parameter that "
+    KILN_CHECK(r.requires_grad(),
+               "backward: the tensor does not require grad (no parameter that "
                "requires grad contributed to it, or it was computed under NoGradGuard)");
     Tensor g = grads.empty() ? Tensor() : grads[i];
     if (!g.defined()) {
-      KILN_CHECK(r.numel() == 1, "backward: a gradient must be given for a non-scalar root of "
-                 "shape ", shape_str(r.shape()));
+      KILN_CHECK(r.numel() == 1,
+                 "backward: a gradient must be given for a non-scalar root of "
+                 "shape ",
+                 shape_str(r.shape()));
       g = Tensor::ones(r.shape(), r.dtype());
     }
     KILN_CHECK(g.shape() == r.shape(), "backward: gradient shape ", shape_str(g.shape()),

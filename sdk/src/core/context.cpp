@@ -94,8 +94,12 @@ void set_num_threads(int n) {
   set_thread_budget(ThreadBudget{n, n});
 }
 
-ThreadBudget thread_budget() { return state().budget; }
-int num_threads() { return state().budget.compute_threads; }
+ThreadBudget thread_budget() {
+  return state().budget;
+}
+int num_threads() {
+  return state().budget.compute_threads;
+}
 
 int apply_thread_budget_to_this_thread() {
   ComputeState& s = state();
@@ -112,7 +116,9 @@ int apply_thread_budget_to_this_thread() {
   return a.threads;
 }
 
-dnnl::engine& dnnl_engine() { return state().engine; }
+dnnl::engine& dnnl_engine() {
+  return state().engine;
+}
 
 dnnl::stream& dnnl_stream() {
   // One stream per thread: oneDNN streams are not meant to be shared between threads that
@@ -126,7 +132,9 @@ void set_log_sink(LogSink sink) {
   log_state().sink = std::move(sink);
 }
 
-void set_log_level(LogLevel level) { log_state().level = level; }
+void set_log_level(LogLevel level) {
+  log_state().level = level;
+}
 
 void log(LogLevel level, const std::string& message) {
   LogState& s = log_state();

@@ -13,26 +13,40 @@ using dt = dnnl::memory::data_type;
 
 dt to_dnnl(DType t) {
   switch (t) {
-    case DType::f32: return dt::f32;
-    case DType::bf16: return dt::bf16;
-    case DType::f16: return dt::f16;
-    case DType::s32: return dt::s32;
-    case DType::u8: return dt::u8;
-    case DType::s8: return dt::s8;
-    case DType::s64: break;
+    case DType::f32:
+      return dt::f32;
+    case DType::bf16:
+      return dt::bf16;
+    case DType::f16:
+      return dt::f16;
+    case DType::s32:
+      return dt::s32;
+    case DType::u8:
+      return dt::u8;
+    case DType::s8:
+      return dt::s8;
+    case DType::s64:
+      break;
   }
   throw Error(std::string("oneDNN has no data type for ") + dtype_name(t));
 }
 
 DType from_dnnl(dt t) {
   switch (t) {
-    case dt::f32: return DType::f32;
-    case dt::bf16: return DType::bf16;
-    case dt::f16: return DType::f16;
-    case dt::s32: return DType::s32;
-    case dt::u8: return DType::u8;
-    case dt::s8: return DType::s8;
-    default: break;
+    case dt::f32:
+      return DType::f32;
+    case dt::bf16:
+      return DType::bf16;
+    case dt::f16:
+      return DType::f16;
+    case dt::s32:
+      return DType::s32;
+    case dt::u8:
+      return DType::u8;
+    case dt::s8:
+      return DType::s8;
+    default:
+      break;
   }
   throw Error("unsupported oneDNN data type " + std::to_string(static_cast<int>(t)));
 }
@@ -61,7 +75,9 @@ dnnl::memory::desc dnnl_desc(const Tensor& t) {
   return md;
 }
 
-dnnl::memory dnnl_memory(const Tensor& t) { return dnnl_memory(t, dnnl_desc(t)); }
+dnnl::memory dnnl_memory(const Tensor& t) {
+  return dnnl_memory(t, dnnl_desc(t));
+}
 
 dnnl::memory dnnl_memory(const Tensor& t, const dnnl::memory::desc& md) {
   return dnnl::memory(md, dnnl_engine(), t.raw_data());
@@ -100,8 +116,8 @@ Tensor reorder_to(const Tensor& t, const dnnl::memory::desc& md) {
   if (src_md == md) return t;
   Tensor out = empty_for_desc(md, t.shape());
   dnnl::reorder::primitive_desc pd(dnnl_engine(), src_md, dnnl_engine(), md);
-  execute(dnnl::reorder(pd), {{DNNL_ARG_FROM, dnnl_memory(t, src_md)},
-                              {DNNL_ARG_TO, dnnl_memory(out, md)}});
+  execute(dnnl::reorder(pd),
+          {{DNNL_ARG_FROM, dnnl_memory(t, src_md)}, {DNNL_ARG_TO, dnnl_memory(out, md)}});
   return out;
 }
 

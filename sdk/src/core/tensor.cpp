@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <sstream>
 #include <utility>
@@ -148,13 +148,20 @@ constexpr DType dtype_of<std::int8_t>() {
 
 inline double load_element(const void* base, DType t, std::int64_t i) {
   switch (t) {
-    case DType::f32: return static_cast<const float*>(base)[i];
-    case DType::bf16: return bf16_to_f32(static_cast<const std::uint16_t*>(base)[i]);
-    case DType::f16: return f16_to_f32(static_cast<const std::uint16_t*>(base)[i]);
-    case DType::s32: return static_cast<const std::int32_t*>(base)[i];
-    case DType::u8: return static_cast<const std::uint8_t*>(base)[i];
-    case DType::s8: return static_cast<const std::int8_t*>(base)[i];
-    case DType::s64: return static_cast<double>(static_cast<const std::int64_t*>(base)[i]);
+    case DType::f32:
+      return static_cast<const float*>(base)[i];
+    case DType::bf16:
+      return bf16_to_f32(static_cast<const std::uint16_t*>(base)[i]);
+    case DType::f16:
+      return f16_to_f32(static_cast<const std::uint16_t*>(base)[i]);
+    case DType::s32:
+      return static_cast<const std::int32_t*>(base)[i];
+    case DType::u8:
+      return static_cast<const std::uint8_t*>(base)[i];
+    case DType::s8:
+      return static_cast<const std::int8_t*>(base)[i];
+    case DType::s64:
+      return static_cast<double>(static_cast<const std::int64_t*>(base)[i]);
   }
   return 0;
 }
@@ -169,15 +176,27 @@ inline T saturate(double v) {
 
 inline void store_element(void* base, DType t, std::int64_t i, double v) {
   switch (t) {
-    case DType::f32: static_cast<float*>(base)[i] = static_cast<float>(v); break;
+    case DType::f32:
+      static_cast<float*>(base)[i] = static_cast<float>(v);
+      break;
     case DType::bf16:
       static_cast<std::uint16_t*>(base)[i] = f32_to_bf16(static_cast<float>(v));
       break;
-    case DType::f16: static_cast<std::uint16_t*>(base)[i] = f32_to_f16(static_cast<float>(v)); break;
-    case DType::s32: static_cast<std::int32_t*>(base)[i] = saturate<std::int32_t>(v); break;
-    case DType::u8: static_cast<std::uint8_t*>(base)[i] = saturate<std::uint8_t>(v); break;
-    case DType::s8: static_cast<std::int8_t*>(base)[i] = saturate<std::int8_t>(v); break;
-    case DType::s64: static_cast<std::int64_t*>(base)[i] = saturate<std::int64_t>(v); break;
+    case DType::f16:
+      static_cast<std::uint16_t*>(base)[i] = f32_to_f16(static_cast<float>(v));
+      break;
+    case DType::s32:
+      static_cast<std::int32_t*>(base)[i] = saturate<std::int32_t>(v);
+      break;
+    case DType::u8:
+      static_cast<std::uint8_t*>(base)[i] = saturate<std::uint8_t>(v);
+      break;
+    case DType::s8:
+      static_cast<std::int8_t*>(base)[i] = saturate<std::int8_t>(v);
+      break;
+    case DType::s64:
+      static_cast<std::int64_t*>(base)[i] = saturate<std::int64_t>(v);
+      break;
   }
 }
 
@@ -208,7 +227,8 @@ void copy_row(const char* src, DType st, std::int64_t ss, char* dst, DType dt, s
     }
     return;
   }
-  for (std::int64_t i = 0; i < n; ++i) store_element(dst, dt, i * ds, load_element(src, st, i * ss));
+  for (std::int64_t i = 0; i < n; ++i)
+    store_element(dst, dt, i * ds, load_element(src, st, i * ss));
 }
 
 }  // namespace
@@ -280,7 +300,8 @@ void strided_copy(const TensorImpl& src, const TensorImpl& dst) {
     return;
   }
   // Fast path: both dense row-major.
-  if (is_contiguous_layout(src.shape, src.strides) && is_contiguous_layout(dst.shape, dst.strides)) {
+  if (is_contiguous_layout(src.shape, src.strides) &&
+      is_contiguous_layout(dst.shape, dst.strides)) {
     const std::int64_t grain = 1 << 16;
     const char* s = static_cast<const char*>(src.data());
     char* d = static_cast<char*>(dst.data());
@@ -295,29 +316,31 @@ void strided_copy(const TensorImpl& src, const TensorImpl& dst) {
   const std::size_t ses = dtype_size(src.dtype), des = dtype_size(dst.dtype);
   const char* sbase = static_cast<const char*>(src.data());
   char* dbase = static_cast<char*>(dst.data());
-  ops::detail::parallel_range(
-      rows, std::max<std::int64_t>(1, 4096 / inner),
-      [&](std::int64_t row_begin, std::int64_t row_end) {
-        for (std::int64_t row = row_begin; row < row_end; ++row) {
-          std::int64_t rem = row, soff = 0, doff = 0;
-          for (std::size_t k = nd - 1; k-- > 0;) {
-            const std::int64_t idx = rem % src.shape[k];
-            rem /= src.shape[k];
-            soff += idx * src.strides[k];
-            doff += idx * dst.strides[k];
-          }
-          copy_row(sbase + soff * static_cast<std::int64_t>(ses), src.dtype, src.strides[nd - 1],
-                   dbase + doff * static_cast<std::int64_t>(des), dst.dtype, dst.strides[nd - 1],
-                   inner);
-        }
-      });
+  ops::detail::parallel_range(rows, std::max<std::int64_t>(1, 4096 / inner),
+                              [&](std::int64_t row_begin, std::int64_t row_end) {
+                                for (std::int64_t row = row_begin; row < row_end; ++row) {
+                                  std::int64_t rem = row, soff = 0, doff = 0;
+                                  for (std::size_t k = nd - 1; k-- > 0;) {
+                                    const std::int64_t idx = rem % src.shape[k];
+                                    rem /= src.shape[k];
+                                    soff += idx * src.strides[k];
+                                    doff += idx * dst.strides[k];
+                                  }
+                                  copy_row(sbase + soff * static_cast<std::int64_t>(ses), src.dtype,
+                                           src.strides[nd - 1],
+                                           dbase + doff * static_cast<std::int64_t>(des), dst.dtype,
+                                           dst.strides[nd - 1], inner);
+                                }
+                              });
 }
 
 // ------------------------------------------------------------------------------------ tensor
 
 Tensor::Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
-Tensor Tensor::empty(const Shape& shape, DType dtype) { return Tensor(make_impl(shape, dtype)); }
+Tensor Tensor::empty(const Shape& shape, DType dtype) {
+  return Tensor(make_impl(shape, dtype));
+}
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype) {
   Tensor t = empty(shape, dtype);
@@ -325,7 +348,9 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype) {
   return t;
 }
 
-Tensor Tensor::ones(const Shape& shape, DType dtype) { return full(shape, 1.f, dtype); }
+Tensor Tensor::ones(const Shape& shape, DType dtype) {
+  return full(shape, 1.f, dtype);
+}
 
 Tensor Tensor::full(const Shape& shape, float value, DType dtype) {
   Tensor t = empty(shape, dtype);
@@ -333,12 +358,14 @@ Tensor Tensor::full(const Shape& shape, float value, DType dtype) {
   return t;
 }
 
-Tensor Tensor::scalar(float value) { return full({}, value); }
+Tensor Tensor::scalar(float value) {
+  return full({}, value);
+}
 
 Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape, DType dtype) {
   check_shape(shape, "from_vector");
-  KILN_CHECK(static_cast<std::int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
-             values.size(), " values do not fill shape ", shape_str(shape));
+  KILN_CHECK(static_cast<std::int64_t>(values.size()) == shape_numel(shape),
+             "from_vector: ", values.size(), " values do not fill shape ", shape_str(shape));
   Tensor t = empty(shape, dtype);
   copy_row(reinterpret_cast<const char*>(values.data()), DType::f32, 1,
            static_cast<char*>(t.raw_data()), dtype, 1, t.numel());
@@ -347,8 +374,8 @@ Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape,
 
 Tensor Tensor::from_ints(const std::vector<std::int64_t>& values, const Shape& shape, DType dtype) {
   check_shape(shape, "from_ints");
-  KILN_CHECK(static_cast<std::int64_t>(values.size()) == shape_numel(shape), "from_ints: ",
-             values.size(), " values do not fill shape ", shape_str(shape));
+  KILN_CHECK(static_cast<std::int64_t>(values.size()) == shape_numel(shape),
+             "from_ints: ", values.size(), " values do not fill shape ", shape_str(shape));
   Tensor t = empty(shape, dtype);
   if (dtype == DType::s64) {
     std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(std::int64_t));
@@ -373,7 +400,8 @@ Tensor Tensor::from_bytes(const void* bytes, std::size_t nbytes, const Shape& sh
 
 Tensor Tensor::arange(std::int64_t n, DType dtype) {
   Tensor t = empty({n}, dtype);
-  for (std::int64_t i = 0; i < n; ++i) store_element(t.raw_data(), dtype, i, static_cast<double>(i));
+  for (std::int64_t i = 0; i < n; ++i)
+    store_element(t.raw_data(), dtype, i, static_cast<double>(i));
   return t;
 }
 
@@ -382,7 +410,9 @@ Tensor Tensor::randn(const Shape& shape, Generator& gen) {
   gen.philox().fill_normal(t.data<float>(), t.numel());
   return t;
 }
-Tensor Tensor::randn(const Shape& shape) { return randn(shape, default_generator()); }
+Tensor Tensor::randn(const Shape& shape) {
+  return randn(shape, default_generator());
+}
 
 Tensor Tensor::rand(const Shape& shape, Generator& gen, float lo, float hi) {
   Tensor t = empty(shape, DType::f32);
@@ -393,7 +423,9 @@ Tensor Tensor::rand(const Shape& shape, float lo, float hi) {
   return rand(shape, default_generator(), lo, hi);
 }
 
-const Shape& Tensor::shape() const { return checked(impl_, "shape").shape; }
+const Shape& Tensor::shape() const {
+  return checked(impl_, "shape").shape;
+}
 std::int64_t Tensor::dim() const {
   return static_cast<std::int64_t>(checked(impl_, "dim").shape.size());
 }
@@ -405,19 +437,27 @@ std::int64_t Tensor::size(std::int64_t d) const {
   KILN_CHECK(nd > 0, "size: a 0-d tensor has no dimension ", d);
   return t.shape[static_cast<std::size_t>(wrap_dim(d, nd, "size"))];  // throws: out of range
 }
-std::int64_t Tensor::numel() const { return checked(impl_, "numel").numel(); }
-DType Tensor::dtype() const { return checked(impl_, "dtype").dtype; }
+std::int64_t Tensor::numel() const {
+  return checked(impl_, "numel").numel();
+}
+DType Tensor::dtype() const {
+  return checked(impl_, "dtype").dtype;
+}
 const Shape& Tensor::strides() const {
   const TensorImpl& t = checked(impl_, "strides");
   KILN_CHECK(!t.blocked, "strides: the tensor has a blocked oneDNN layout; call contiguous()");
   return t.strides;
 }
-std::int64_t Tensor::offset() const { return checked(impl_, "offset").offset; }
+std::int64_t Tensor::offset() const {
+  return checked(impl_, "offset").offset;
+}
 bool Tensor::is_contiguous() const {
   const TensorImpl& t = checked(impl_, "is_contiguous");
   return !t.blocked && is_contiguous_layout(t.shape, t.strides);
 }
-bool Tensor::is_blocked() const { return checked(impl_, "is_blocked").blocked.has_value(); }
+bool Tensor::is_blocked() const {
+  return checked(impl_, "is_blocked").blocked.has_value();
+}
 std::size_t Tensor::nbytes() const {
   const TensorImpl& t = checked(impl_, "nbytes");
   if (t.blocked) return t.blocked->get_size();
@@ -429,8 +469,8 @@ T* Tensor::data() const {
   const TensorImpl& t = checked(impl_, "data");
   KILN_CHECK(!t.blocked, "data: the tensor has a blocked oneDNN layout; call contiguous() first");
   if constexpr (std::is_same_v<T, std::uint16_t>) {
-    KILN_CHECK(t.dtype == DType::bf16 || t.dtype == DType::f16,
-               "data<uint16_t>: tensor is ", dtype_name(t.dtype), ", not bf16/f16");
+    KILN_CHECK(t.dtype == DType::bf16 || t.dtype == DType::f16, "data<uint16_t>: tensor is ",
+               dtype_name(t.dtype), ", not bf16/f16");
   } else {
     KILN_CHECK(t.dtype == dtype_of<T>(), "data: tensor is ", dtype_name(t.dtype),
                " but was accessed as ", dtype_name(dtype_of<T>()));
@@ -444,7 +484,9 @@ template KILN_API std::int64_t* Tensor::data<std::int64_t>() const;
 template KILN_API std::uint8_t* Tensor::data<std::uint8_t>() const;
 template KILN_API std::int8_t* Tensor::data<std::int8_t>() const;
 
-void* Tensor::raw_data() const { return checked(impl_, "raw_data").data(); }
+void* Tensor::raw_data() const {
+  return checked(impl_, "raw_data").data();
+}
 
 // ------------------------------------------------------------------------------------ views
 
@@ -452,7 +494,8 @@ namespace {
 
 // Strides for viewing a tensor of (shape, strides) as new_shape without copying, or empty when
 // impossible (PyTorch's computeStride algorithm).
-std::optional<Shape> view_strides(const Shape& shape, const Shape& strides, const Shape& new_shape) {
+std::optional<Shape> view_strides(const Shape& shape, const Shape& strides,
+                                  const Shape& new_shape) {
   if (shape_numel(shape) == 0 || is_contiguous_layout(shape, strides)) {
     return contiguous_strides(new_shape);
   }
@@ -509,14 +552,15 @@ Shape infer_shape(const Shape& requested, std::int64_t numel, const char* what) 
 Tensor record_unary(const char* name, const Tensor& in, Tensor out,
                     std::function<Tensor(const Tensor&)> fn) {
   if (needs_grad({in})) {
-    record(name, {in}, {&out}, [fn = std::move(fn)](const TensorList& g) {
-      return TensorList{fn(g[0])};
-    });
+    record(name, {in}, {&out},
+           [fn = std::move(fn)](const TensorList& g) { return TensorList{fn(g[0])}; });
   }
   return out;
 }
 
-Tensor plain(const Tensor& t) { return t.is_blocked() ? t.contiguous() : t; }
+Tensor plain(const Tensor& t) {
+  return t.is_blocked() ? t.contiguous() : t;
+}
 
 }  // namespace
 
@@ -525,12 +569,13 @@ Tensor Tensor::view(const Shape& new_shape) const {
   const TensorImpl& t = *src.impl_;
   const Shape shape = infer_shape(new_shape, t.numel(), "view");
   auto strides = view_strides(t.shape, t.strides, shape);
-  KILN_CHECK(strides.has_value(), "view: a tensor of shape ", shape_str(t.shape),
-             " with strides ", shape_str(t.strides), " cannot be viewed as ", shape_str(shape),
+  KILN_CHECK(strides.has_value(), "view: a tensor of shape ", shape_str(t.shape), " with strides ",
+             shape_str(t.strides), " cannot be viewed as ", shape_str(shape),
              " without a copy; use reshape()");
   Tensor out(make_view(t, shape, *strides, t.offset));
   const Shape in_shape = t.shape;
-  return record_unary("view", src, out, [in_shape](const Tensor& g) { return g.reshape(in_shape); });
+  return record_unary("view", src, out,
+                      [in_shape](const Tensor& g) { return g.reshape(in_shape); });
 }
 
 Tensor Tensor::reshape(const Shape& new_shape) const {
@@ -588,7 +633,8 @@ Tensor Tensor::permute(const std::vector<std::int64_t>& order) const {
     inverse[static_cast<std::size_t>(d)] = static_cast<std::int64_t>(i);
   }
   Tensor out(make_view(t, shape, strides, t.offset));
-  return record_unary("permute", src, out, [inverse](const Tensor& g) { return g.permute(inverse); });
+  return record_unary("permute", src, out,
+                      [inverse](const Tensor& g) { return g.permute(inverse); });
 }
 
 Tensor Tensor::transpose(std::int64_t d0, std::int64_t d1) const {
@@ -600,7 +646,8 @@ Tensor Tensor::transpose(std::int64_t d0, std::int64_t d1) const {
   return permute(order);
 }
 
-Tensor Tensor::slice(std::int64_t d, std::int64_t start, std::int64_t end, std::int64_t step) const {
+Tensor Tensor::slice(std::int64_t d, std::int64_t start, std::int64_t end,
+                     std::int64_t step) const {
   Tensor src = plain(*this);
   const TensorImpl& t = *src.impl_;
   const auto nd = static_cast<std::int64_t>(t.shape.size());
@@ -615,7 +662,8 @@ Tensor Tensor::slice(std::int64_t d, std::int64_t start, std::int64_t end, std::
   Shape shape = t.shape, strides = t.strides;
   shape[static_cast<std::size_t>(dim_)] = (end - start + step - 1) / step;
   strides[static_cast<std::size_t>(dim_)] *= step;
-  Tensor out(make_view(t, shape, strides, t.offset + start * t.strides[static_cast<std::size_t>(dim_)]));
+  Tensor out(
+      make_view(t, shape, strides, t.offset + start * t.strides[static_cast<std::size_t>(dim_)]));
   const Shape in_shape = t.shape;
   const DType dt = t.dtype;
   return record_unary("slice", src, out, [=](const Tensor& g) {
@@ -657,7 +705,8 @@ Tensor Tensor::expand(const Shape& target) const {
   }
   Tensor out(make_view(t, shape, strides, t.offset));
   const Shape in_shape = t.shape;
-  return record_unary("expand", src, out, [in_shape](const Tensor& g) { return sum_to(g, in_shape); });
+  return record_unary("expand", src, out,
+                      [in_shape](const Tensor& g) { return sum_to(g, in_shape); });
 }
 
 Tensor Tensor::contiguous() const {
@@ -721,7 +770,9 @@ Tensor& Tensor::fill_(float value) {
   return *this;
 }
 
-Tensor& Tensor::zero_() { return fill_(0.f); }
+Tensor& Tensor::zero_() {
+  return fill_(0.f);
+}
 
 Tensor& Tensor::copy_(const Tensor& src) {
   TensorImpl& t = checked(impl_, "copy_");
@@ -759,30 +810,53 @@ std::vector<std::int64_t> Tensor::to_int_vector() const {
 
 // ------------------------------------------------------------------------------------ autograd
 
-bool Tensor::requires_grad() const { return impl_ && impl_->requires_grad; }
+bool Tensor::requires_grad() const {
+  return impl_ && impl_->requires_grad;
+}
 
 Tensor& Tensor::set_requires_grad(bool on) {
   TensorImpl& t = checked(impl_, "set_requires_grad");
-  KILN_CHECK(!on || is_floating(t.dtype), "set_requires_grad: only floating tensors can require "
-             "grad, this one is ", dtype_name(t.dtype));
-  KILN_CHECK(t.grad_fn == nullptr || on, "set_requires_grad(false): only leaves can stop "
+  KILN_CHECK(!on || is_floating(t.dtype),
+             "set_requires_grad: only floating tensors can require "
+             "grad, this one is ",
+             dtype_name(t.dtype));
+  KILN_CHECK(t.grad_fn == nullptr || on,
+             "set_requires_grad(false): only leaves can stop "
              "requiring grad; use detach()");
   t.requires_grad = on;
   return *this;
 }
 
-Tensor Tensor::grad() const { return checked(impl_, "grad").grad; }
-void Tensor::set_grad(const Tensor& g) const { checked(impl_, "set_grad").grad = g; }
-void Tensor::zero_grad() const { checked(impl_, "zero_grad").grad = Tensor(); }
+Tensor Tensor::grad() const {
+  return checked(impl_, "grad").grad;
+}
+void Tensor::set_grad(const Tensor& g) const {
+  checked(impl_, "set_grad").grad = g;
+}
+void Tensor::zero_grad() const {
+  checked(impl_, "zero_grad").grad = Tensor();
+}
 
-void Tensor::backward(const Tensor& grad) const { kiln::backward({*this}, {grad}); }
+void Tensor::backward(const Tensor& grad) const {
+  kiln::backward({*this}, {grad});
+}
 
-const std::shared_ptr<Node>& Tensor::grad_fn() const { return checked(impl_, "grad_fn").grad_fn; }
-int Tensor::output_nr() const { return checked(impl_, "output_nr").output_nr; }
-bool Tensor::is_leaf() const { return checked(impl_, "is_leaf").grad_fn == nullptr; }
+const std::shared_ptr<Node>& Tensor::grad_fn() const {
+  return checked(impl_, "grad_fn").grad_fn;
+}
+int Tensor::output_nr() const {
+  return checked(impl_, "output_nr").output_nr;
+}
+bool Tensor::is_leaf() const {
+  return checked(impl_, "is_leaf").grad_fn == nullptr;
+}
 
-std::uint64_t Tensor::version() const { return checked(impl_, "version").storage->version.load(); }
-void Tensor::bump_version() const { checked(impl_, "bump_version").storage->version++; }
+std::uint64_t Tensor::version() const {
+  return checked(impl_, "version").storage->version.load();
+}
+void Tensor::bump_version() const {
+  checked(impl_, "bump_version").storage->version++;
+}
 
 bool Tensor::shares_storage(const Tensor& other) const {
   return impl_ && other.impl_ && impl_->storage == other.impl_->storage;
@@ -795,7 +869,8 @@ std::string Tensor::to_string() const {
   if (impl_->blocked) os << " (blocked)";
   const std::vector<float> v = to_vector();
   os << " {";
-  for (std::size_t i = 0; i < std::min<std::size_t>(v.size(), 8); ++i) os << (i ? ", " : "") << v[i];
+  for (std::size_t i = 0; i < std::min<std::size_t>(v.size(), 8); ++i)
+    os << (i ? ", " : "") << v[i];
   if (v.size() > 8) os << ", ...";
   os << "}";
   return os.str();

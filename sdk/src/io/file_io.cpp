@@ -60,7 +60,8 @@ void AtomicFile::commit() {
   const bool ok = static_cast<bool>(out_);
   out_.close();
   if (!ok) {
-    throw Error("writing '" + target_.string() + "' failed (disk full or I/O error); the "
+    throw Error("writing '" + target_.string() +
+                "' failed (disk full or I/O error); the "
                 "previous file, if any, is untouched");
   }
   fsync_path(tmp_, false);

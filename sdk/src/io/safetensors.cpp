@@ -46,13 +46,20 @@ DType parse_st_dtype(const std::string& s, const std::string& file, const std::s
 
 const char* st_dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "F32";
-    case DType::bf16: return "BF16";
-    case DType::f16: return "F16";
-    case DType::s32: return "I32";
-    case DType::s64: return "I64";
-    case DType::u8: return "U8";
-    case DType::s8: return "I8";
+    case DType::f32:
+      return "F32";
+    case DType::bf16:
+      return "BF16";
+    case DType::f16:
+      return "F16";
+    case DType::s32:
+      return "I32";
+    case DType::s64:
+      return "I64";
+    case DType::u8:
+      return "U8";
+    case DType::s8:
+      return "I8";
   }
   return "?";
 }
@@ -105,13 +112,15 @@ Header parse_header(const std::string& text, std::uint64_t data_size, const std:
     for (const json& d : v["shape"]) {
       if (!d.is_number_unsigned()) throw Error(where + " has a non-integer or negative dimension");
       const std::uint64_t dim = d.get<std::uint64_t>();
-      if (dim > (1ull << 40)) throw Error(where + " has an absurd dimension " + std::to_string(dim));
+      if (dim > (1ull << 40))
+        throw Error(where + " has an absurd dimension " + std::to_string(dim));
       e.shape.push_back(static_cast<std::int64_t>(dim));
       elems *= static_cast<long double>(dim);
     }
     if (e.shape.size() > 12) throw Error(where + " has more than 12 dimensions");
     if (elems > static_cast<long double>(1ull << 40)) {
-      throw Error(where + " has an absurd shape " + shape_str(e.shape) + " (more than 2^40 elements)");
+      throw Error(where + " has an absurd shape " + shape_str(e.shape) +
+                  " (more than 2^40 elements)");
     }
     for (const json& o : v["data_offsets"]) {
       if (!o.is_number_unsigned()) throw Error(where + " has a negative or non-integer offset");
@@ -126,8 +135,10 @@ Header parse_header(const std::string& text, std::uint64_t data_size, const std:
     const long double need = elems * static_cast<long double>(dtype_size(e.file_dtype));
     if (need != static_cast<long double>(e.end - e.begin)) {
       throw Error(where + ": shape " + shape_str(e.shape) + " needs " +
-                  std::to_string(static_cast<unsigned long long>(need)) + " bytes but its offsets "
-                  "cover " + std::to_string(e.end - e.begin));
+                  std::to_string(static_cast<unsigned long long>(need)) +
+                  " bytes but its offsets "
+                  "cover " +
+                  std::to_string(e.end - e.begin));
     }
     h.entries.push_back(std::move(e));
   }
@@ -146,8 +157,8 @@ Header parse_header(const std::string& text, std::uint64_t data_size, const std:
 }
 
 Tensor make_tensor(const Entry& e, const char* bytes, const SafetensorsReadOptions& opts) {
-  Tensor t = Tensor::from_bytes(bytes, static_cast<std::size_t>(e.end - e.begin), e.shape,
-                                e.file_dtype);
+  Tensor t =
+      Tensor::from_bytes(bytes, static_cast<std::size_t>(e.end - e.begin), e.shape, e.file_dtype);
   if (e.file_dtype == DType::f16 && !opts.keep_f16) t = t.to(DType::f32);
   return t;
 }

@@ -96,14 +96,24 @@ Tensor activation(const Tensor& x_in, Act act, float alpha) {
   return y;
 }
 
-Tensor relu(const Tensor& x) { return activation(x, Act::relu); }
-Tensor leaky_relu(const Tensor& x, float slope) { return activation(x, Act::leaky_relu, slope); }
-Tensor tanh(const Tensor& x) { return activation(x, Act::tanh); }
-Tensor sigmoid(const Tensor& x) { return activation(x, Act::sigmoid); }
+Tensor relu(const Tensor& x) {
+  return activation(x, Act::relu);
+}
+Tensor leaky_relu(const Tensor& x, float slope) {
+  return activation(x, Act::leaky_relu, slope);
+}
+Tensor tanh(const Tensor& x) {
+  return activation(x, Act::tanh);
+}
+Tensor sigmoid(const Tensor& x) {
+  return activation(x, Act::sigmoid);
+}
 Tensor gelu(const Tensor& x, bool tanh_approximation) {
   return activation(x, tanh_approximation ? Act::gelu_tanh : Act::gelu);
 }
-Tensor silu(const Tensor& x) { return activation(x, Act::silu); }
+Tensor silu(const Tensor& x) {
+  return activation(x, Act::silu);
+}
 
 Tensor softplus(const Tensor& x_in) {
   // log(1 + e^x), computed stably as max(x, 0) + log1p(e^-|x|); d/dx = sigmoid(x).

@@ -117,10 +117,10 @@ Tensor add(const Tensor& a, const Tensor& b) {
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = binary_kernel(a, b, "sub", [](float x, float y) { return x - y; });
   if (needs_grad({a, b})) {
-    record("sub", {a, b}, {&out}, [sa = a.shape(), sb = b.shape(), gb = b.requires_grad()](
-                                      const TensorList& g) {
-      return TensorList{sum_to(g[0], sa), gb ? sum_to(neg(g[0]), sb) : Tensor()};
-    });
+    record("sub", {a, b}, {&out},
+           [sa = a.shape(), sb = b.shape(), gb = b.requires_grad()](const TensorList& g) {
+             return TensorList{sum_to(g[0], sa), gb ? sum_to(neg(g[0]), sb) : Tensor()};
+           });
   }
   return out;
 }
@@ -129,8 +129,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary_kernel(a, b, "mul", [](float x, float y) { return x * y; });
   if (needs_grad({a, b})) {
     record("mul", {a, b}, {&out},
-           [ad = a.detach(), bd = b.detach(), ga = a.requires_grad(), gb = b.requires_grad()](
-               const TensorList& g) {
+           [ad = a.detach(), bd = b.detach(), ga = a.requires_grad(),
+            gb = b.requires_grad()](const TensorList& g) {
              return TensorList{ga ? sum_to(mul(g[0], bd), ad.shape()) : Tensor(),
                                gb ? sum_to(mul(g[0], ad), bd.shape()) : Tensor()};
            });
@@ -169,7 +169,9 @@ Tensor mul_scalar(const Tensor& a, float s) {
   return out;
 }
 
-Tensor neg(const Tensor& a) { return mul_scalar(a, -1.f); }
+Tensor neg(const Tensor& a) {
+  return mul_scalar(a, -1.f);
+}
 
 Tensor exp(const Tensor& a) {
   Tensor out = unary_kernel(a, "exp", [](float x) { return std::exp(x); });
@@ -213,7 +215,8 @@ Tensor abs(const Tensor& a) {
   Tensor out = unary_kernel(a, "abs", [](float x) { return std::fabs(x); });
   if (needs_grad({a})) {
     record("abs", {a}, {&out}, [ad = a.detach()](const TensorList& g) {
-      Tensor sign = unary_kernel(ad, "abs", [](float x) { return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f); });
+      Tensor sign =
+          unary_kernel(ad, "abs", [](float x) { return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f); });
       return TensorList{mul(g[0], sign)};
     });
   }
@@ -236,7 +239,8 @@ Tensor clamp(const Tensor& a, float lo, float hi) {
   Tensor out = unary_kernel(a, "clamp", [lo, hi](float x) { return std::clamp(x, lo, hi); });
   if (needs_grad({a})) {
     record("clamp", {a}, {&out}, [ad = a.detach(), lo, hi](const TensorList& g) {
-      Tensor m = unary_kernel(ad, "clamp", [lo, hi](float x) { return x >= lo && x <= hi ? 1.f : 0.f; });
+      Tensor m =
+          unary_kernel(ad, "clamp", [lo, hi](float x) { return x >= lo && x <= hi ? 1.f : 0.f; });
       return TensorList{mul(g[0], m)};
     });
   }
@@ -299,16 +303,40 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 }  // namespace kiln::ops
 
 namespace kiln {
-Tensor operator+(const Tensor& a, const Tensor& b) { return ops::add(a, b); }
-Tensor operator-(const Tensor& a, const Tensor& b) { return ops::sub(a, b); }
-Tensor operator*(const Tensor& a, const Tensor& b) { return ops::mul(a, b); }
-Tensor operator/(const Tensor& a, const Tensor& b) { return ops::div(a, b); }
-Tensor operator+(const Tensor& a, float b) { return ops::add_scalar(a, b); }
-Tensor operator-(const Tensor& a, float b) { return ops::add_scalar(a, -b); }
-Tensor operator*(const Tensor& a, float b) { return ops::mul_scalar(a, b); }
-Tensor operator/(const Tensor& a, float b) { return ops::mul_scalar(a, 1.f / b); }
-Tensor operator+(float a, const Tensor& b) { return ops::add_scalar(b, a); }
-Tensor operator-(float a, const Tensor& b) { return ops::add_scalar(ops::neg(b), a); }
-Tensor operator*(float a, const Tensor& b) { return ops::mul_scalar(b, a); }
-Tensor operator-(const Tensor& a) { return ops::neg(a); }
+Tensor operator+(const Tensor& a, const Tensor& b) {
+  return ops::add(a, b);
+}
+Tensor operator-(const Tensor& a, const Tensor& b) {
+  return ops::sub(a, b);
+}
+Tensor operator*(const Tensor& a, const Tensor& b) {
+  return ops::mul(a, b);
+}
+Tensor operator/(const Tensor& a, const Tensor& b) {
+  return ops::div(a, b);
+}
+Tensor operator+(const Tensor& a, float b) {
+  return ops::add_scalar(a, b);
+}
+Tensor operator-(const Tensor& a, float b) {
+  return ops::add_scalar(a, -b);
+}
+Tensor operator*(const Tensor& a, float b) {
+  return ops::mul_scalar(a, b);
+}
+Tensor operator/(const Tensor& a, float b) {
+  return ops::mul_scalar(a, 1.f / b);
+}
+Tensor operator+(float a, const Tensor& b) {
+  return ops::add_scalar(b, a);
+}
+Tensor operator-(float a, const Tensor& b) {
+  return ops::add_scalar(ops::neg(b), a);
+}
+Tensor operator*(float a, const Tensor& b) {
+  return ops::mul_scalar(b, a);
+}
+Tensor operator-(const Tensor& a) {
+  return ops::neg(a);
+}
 }  // namespace kiln

@@ -5,9 +5,12 @@ namespace kiln::ops {
 namespace {
 Tensor reduce(const Tensor& per_element, Reduction r) {
   switch (r) {
-    case Reduction::none: return per_element;
-    case Reduction::sum: return sum(per_element);
-    case Reduction::mean: return mean(per_element);
+    case Reduction::none:
+      return per_element;
+    case Reduction::sum:
+      return sum(per_element);
+    case Reduction::mean:
+      return mean(per_element);
   }
   throw Error("loss: unknown reduction");
 }

@@ -34,8 +34,8 @@ Shape broadcast_shape(const Shape& a, const Shape& b, const char* op) {
   for (std::size_t i = 0; i < n; ++i) {
     const std::int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
     const std::int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    KILN_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", shape_str(a), " and ",
-               shape_str(b), " cannot be broadcast together");
+    KILN_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", shape_str(a), " and ", shape_str(b),
+               " cannot be broadcast together");
     out[i] = da == 1 ? db : da;
   }
   return out;
@@ -78,19 +78,25 @@ void parallel_range(std::int64_t n, std::int64_t grain,
 EltwiseAlg eltwise_alg(Act act, float alpha) {
   using a = dnnl::algorithm;
   switch (act) {
-    case Act::relu: return {a::eltwise_relu, a::eltwise_relu_use_dst_for_bwd, true, 0.f, 0.f};
+    case Act::relu:
+      return {a::eltwise_relu, a::eltwise_relu_use_dst_for_bwd, true, 0.f, 0.f};
     case Act::leaky_relu:
       if (alpha > 0.f) {
         return {a::eltwise_relu, a::eltwise_relu_use_dst_for_bwd, true, alpha, 0.f};
       }
       return {a::eltwise_relu, a::eltwise_relu, false, alpha, 0.f};
-    case Act::tanh: return {a::eltwise_tanh, a::eltwise_tanh_use_dst_for_bwd, true, 0.f, 0.f};
+    case Act::tanh:
+      return {a::eltwise_tanh, a::eltwise_tanh_use_dst_for_bwd, true, 0.f, 0.f};
     case Act::sigmoid:
       return {a::eltwise_logistic, a::eltwise_logistic_use_dst_for_bwd, true, 0.f, 0.f};
-    case Act::gelu: return {a::eltwise_gelu_erf, a::eltwise_gelu_erf, false, 0.f, 0.f};
-    case Act::gelu_tanh: return {a::eltwise_gelu_tanh, a::eltwise_gelu_tanh, false, 0.f, 0.f};
-    case Act::silu: return {a::eltwise_swish, a::eltwise_swish, false, 1.f, 0.f};
-    case Act::none: break;
+    case Act::gelu:
+      return {a::eltwise_gelu_erf, a::eltwise_gelu_erf, false, 0.f, 0.f};
+    case Act::gelu_tanh:
+      return {a::eltwise_gelu_tanh, a::eltwise_gelu_tanh, false, 0.f, 0.f};
+    case Act::silu:
+      return {a::eltwise_swish, a::eltwise_swish, false, 1.f, 0.f};
+    case Act::none:
+      break;
   }
   throw Error("activation: Act::none has no oneDNN algorithm");
 }

@@ -86,7 +86,8 @@ Tensor sum_kernel(const Tensor& x, const std::vector<std::int64_t>& dims) {
     }
     parallel_range(outer, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(red, 1)),
                    [&](std::int64_t b, std::int64_t e) {
-                     for (std::int64_t r = b; r < e; ++r) o[r] = detail::sum_floats(p + r * red, red);
+                     for (std::int64_t r = b; r < e; ++r)
+                       o[r] = detail::sum_floats(p + r * red, red);
                    });
     return out;
   }
@@ -198,26 +199,27 @@ Tensor amax(const Tensor& x, std::int64_t dim, bool keepdim) {
   const std::int64_t d = wrap_dim(dim, x.dim(), "amax");
   Tensor out = keepdim ? vals : vals.squeeze(d);
   if (needs_grad({x})) {
-    record("amax", {x}, {&out}, [idx, d, in_shape = x.shape(), keep = vals.shape()](
-                                    const TensorList& g) {
-      Tensor gk = g[0].reshape(keep).contiguous();
-      Tensor gx = Tensor::zeros(in_shape);
-      // Scatter each gradient to the position of its maximum.
-      const std::int64_t n = in_shape[static_cast<std::size_t>(d)];
-      std::int64_t inner = 1;
-      for (std::size_t i = static_cast<std::size_t>(d) + 1; i < in_shape.size(); ++i) inner *= in_shape[i];
-      const std::int64_t outer = gk.numel() / inner;
-      const float* pg = gk.data<float>();
-      const std::int64_t* pi = idx.data<std::int64_t>();
-      float* px = gx.data<float>();
-      for (std::int64_t o = 0; o < outer; ++o) {
-        for (std::int64_t i = 0; i < inner; ++i) {
-          const std::int64_t k = o * inner + i;
-          px[(o * n + pi[k]) * inner + i] += pg[k];
-        }
-      }
-      return TensorList{gx};
-    });
+    record("amax", {x}, {&out},
+           [idx, d, in_shape = x.shape(), keep = vals.shape()](const TensorList& g) {
+             Tensor gk = g[0].reshape(keep).contiguous();
+             Tensor gx = Tensor::zeros(in_shape);
+             // Scatter each gradient to the position of its maximum.
+             const std::int64_t n = in_shape[static_cast<std::size_t>(d)];
+             std::int64_t inner = 1;
+             for (std::size_t i = static_cast<std::size_t>(d) + 1; i < in_shape.size(); ++i)
+               inner *= in_shape[i];
+             const std::int64_t outer = gk.numel() / inner;
+             const float* pg = gk.data<float>();
+             const std::int64_t* pi = idx.data<std::int64_t>();
+             float* px = gx.data<float>();
+             for (std::int64_t o = 0; o < outer; ++o) {
+               for (std::int64_t i = 0; i < inner; ++i) {
+                 const std::int64_t k = o * inner + i;
+                 px[(o * n + pi[k]) * inner + i] += pg[k];
+               }
+             }
+             return TensorList{gx};
+           });
   }
   return out;
 }

@@ -69,7 +69,9 @@ std::uint64_t Philox::next_u64() {
   return lo | (static_cast<std::uint64_t>(next_u32()) << 32);
 }
 
-float Philox::uniform() { return u32_to_unit(next_u32()); }
+float Philox::uniform() {
+  return u32_to_unit(next_u32());
+}
 
 float Philox::normal() {
   if (has_spare_) {
@@ -125,7 +127,9 @@ Generator& default_generator() {
   return g;
 }
 
-void manual_seed(std::uint64_t seed) { default_generator().manual_seed(seed); }
+void manual_seed(std::uint64_t seed) {
+  default_generator().manual_seed(seed);
+}
 
 Tensor randn_for_samples(const std::vector<std::int64_t>& indices, const Shape& sample_shape,
                          std::uint64_t seed, std::uint64_t stream) {

@@ -53,7 +53,8 @@ TEST(Safetensors, ReadsPyTorchWrittenFile) {
 std::string header_file(const std::string& json, std::size_t data_bytes, std::uint64_t claim = 0) {
   std::string s(8, '\0');
   const std::uint64_t n = claim ? claim : json.size();
-  for (int i = 0; i < 8; ++i) s[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i)
+    s[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
   return s + json + std::string(data_bytes, '\0');
 }
 
@@ -72,19 +73,20 @@ TEST(Safetensors, BadFilesAreClearErrors) {
   expect_error(header_file("{}", 0, 1ull << 50), "header claims");
   expect_error(header_file("{not json", 0), "not valid JSON");
   expect_error(header_file("[1,2]", 0), "not a JSON object");
-  expect_error(header_file(R"({"x":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", 8),
-               "F64");
+  expect_error(header_file(R"({"x":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", 8), "F64");
   expect_error(header_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4),
                "outside");
   expect_error(header_file(R"({"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8),
                "needs 12 bytes");
   expect_error(
-      header_file(R"({"x":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,8]}})", 8),
+      header_file(
+          R"({"x":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,8]}})", 8),
       "absurd");
   expect_error(header_file(R"({"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4),
                "negative");
   expect_error(header_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                           R"("y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8),
+                           R"("y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                           8),
                "overlap");
   expect_error(header_file(R"({"x":{"dtype":"F32"}})", 0), "lacks");
 }

@@ -35,8 +35,8 @@ TEST(Matmul, BatchedBroadcastAndVectors) {
   Tensor c = ops::matmul(a, b);
   ASSERT_EQ(c.shape(), (Shape{2, 3, 4, 6}));
   Tensor c12 = c.select(0, 1).select(0, 2);
-  EXPECT_TRUE(test::all_close(c12, naive_matmul(a.select(0, 1).select(0, 2), b.select(0, 2)),
-                              1e-5f, 1e-5f));
+  EXPECT_TRUE(test::all_close(c12, naive_matmul(a.select(0, 1).select(0, 2), b.select(0, 2)), 1e-5f,
+                              1e-5f));
   EXPECT_EQ(ops::matmul(test::random_tensor({5}, 1), test::random_tensor({5, 2}, 2)).shape(),
             (Shape{2}));
   EXPECT_THROW(ops::matmul(a, test::random_tensor({4, 6}, 1)), Error);
