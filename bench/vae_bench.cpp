@@ -3,7 +3,6 @@
 // (sigmoid(decoder(z)) without autograd), on synthetic data of the real shapes.
 //
 //   build/bench/bench_vae_bench [--threads 2] [--reps 7] [--what train|decode|both]
-//                               [--deconv gemm|onednn]
 //
 // Prints one JSON line per measurement: the median and the worst/best of `reps` samples, each
 // sample timing enough back-to-back calls to last >= 0.2 s (after warm-up), and the median rate
@@ -19,8 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "../plugins/vae/deconv.cpp"  // the plugin's model itself (the plugin exports no symbols)
-#include "../plugins/vae/model.cpp"
+#include "../plugins/vae/model.cpp"  // the plugin's model itself (the plugin exports no symbols)
 #include "kiln/autograd.hpp"
 #include "kiln/context.hpp"
 #include "kiln/ops.hpp"
@@ -72,17 +70,14 @@ void measure(const char* name, const char* unit, double per_call, int reps, F&& 
 int main(int argc, char** argv) {
   int threads = 2, reps = 7;
   std::string what = "both";
-  std::string deconv = "gemm";  // or "onednn": the decoder's last transposed convolution
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--what")) what = argv[i + 1];
-    if (!std::strcmp(argv[i], "--deconv")) deconv = argv[i + 1];
   }
   kiln::set_num_threads(threads);
   using namespace kiln;
   vae::Config cfg;  // latent 32, channels {32, 64}, 1x28x28, Bernoulli, beta 1
-  cfg.gemm_last_deconv = deconv == "gemm";
   vae::Model model(cfg, 0);
   std::printf("{\"params\": %lld}\n", static_cast<long long>(model.num_parameters()));
   Generator gen(1);

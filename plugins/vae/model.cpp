@@ -1,7 +1,5 @@
 #include "model.hpp"
 
-#include "deconv.hpp"
-
 #include <cmath>
 #include <filesystem>
 
@@ -116,14 +114,9 @@ Tensor Decoder::forward(const Tensor& z, bool sigmoid) const {
   h = h.reshape({z.size(0), cfg_.channels.back(), h0_, w0_});
   const auto& layers = deconvs_->items();
   for (std::size_t i = 0; i < layers.size(); ++i) {
-    const nn::ConvTranspose2d& l = *layers[i];
-    if (cfg_.gemm_last_deconv && i + 1 == layers.size()) {
-      // oneDNN pads the 1 output channel to 16 and runs 20-40x below its usual speed; a GEMM
-      // and a col2im scatter (deconv.hpp) are faster. For the wider layers they were slower.
-      h = conv_transpose2d_gemm(h, l.weight, l.bias, 2, 1);
-    } else {
-      h = l.forward(h);  // the SDK adds the bias and the ReLU after oneDNN's bare deconvolution
-    }
+    // The last layer (one output channel) runs as a GEMM and col2im in the SDK, the others on
+    // oneDNN's deconvolution (ops::conv_transpose2d picks).
+    h = layers[i]->forward(h);
     if (i + 1 == layers.size() && sigmoid) h = ops::sigmoid(h);
   }
   return h;

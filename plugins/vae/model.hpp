@@ -38,10 +38,6 @@ struct Config {
   float sigma = 0.1f;  // Gaussian likelihood: the fixed standard deviation of each pixel
   // Image shape [C, H, W]; H and W divisible by 2^levels.
   std::int64_t image_c = 1, image_h = 28, image_w = 28;
-  // The last transposed convolution (few output channels) as GEMM + col2im (deconv.hpp); false:
-  // oneDNN's deconvolution, as the other layers (bench/vae_bench.cpp --deconv compares both).
-  bool gemm_last_deconv = true;
-
   bool variational() const { return mode == Mode::vae; }
   std::string image_shape_str() const;
 };

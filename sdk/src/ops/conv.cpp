@@ -23,6 +23,7 @@
 #include <array>
 #include <vector>
 
+#include "ops/conv_transpose_narrow.hpp"
 #include "ops/conv_util.hpp"
 
 namespace kiln::ops {
@@ -565,6 +566,22 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b,
   g.pad_l = {o.padding[0], o.padding[1]};
   g.pad_r = {o.padding[0] - o.output_padding[0], o.padding[1] - o.output_padding[1]};
   g.bias = b.defined();
+  // Few output channels: a GEMM and col2im (conv_transpose_narrow.cpp).
+  const detail::NarrowTransposeGeom ng{.groups = g.groups,
+                                       .oc = g.oc,
+                                       .f32 = x.dtype() == DType::f32 && w.dtype() == DType::f32 &&
+                                              (!b.defined() || b.dtype() == DType::f32),
+                                       .oh = g.oh,
+                                       .ow = g.ow,
+                                       .sh = o.stride[0],
+                                       .sw = o.stride[1],
+                                       .ph = o.padding[0],
+                                       .pw = o.padding[1],
+                                       .dh = o.dilation[0],
+                                       .dw = o.dilation[1]};
+  if (detail::narrow_transpose_applies(ng)) {
+    return detail::conv_transpose2d_narrow(x, w, b, ng, o.act, o.act_alpha);
+  }
   return conv_apply<true>(x, w, b, g, o.act, o.act_alpha);
 }
 
