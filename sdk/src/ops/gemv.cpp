@@ -53,22 +53,27 @@ inline float load1(const std::uint16_t* w) {
   return f;
 }
 
-// G (1..4) dot products of one weight row wr[k] with rows of x (row-major, k apart), plus bias,
-// into y[0], y[ldy], ...: each weight vector is loaded once and multiplied into G accumulator
-// pairs. Every G sums in the same order, so a row's result does not depend on how many rows came
-// with it.
+// G (1 or 2) dot products of one weight row wr[k] with rows of x (row-major, k apart), plus bias,
+// into y[0] and y[ldy]: each weight vector is loaded once and multiplied into G sets of four
+// accumulators (four independent chains keep enough loads in flight for two cores to reach
+// 48-50 GB/s together; two chains reached 35). Both G sum in the same order, so a row's result
+// does not depend on whether another row came with it.
 template <int G, typename W>
 KILN_AVX2 void dot_rows(const float* x, const W* wr, float bias, float* y, std::int64_t k,
                         std::int64_t ldy) {
-  const std::int64_t k16 = k - k % 16, k8 = k - k % 8;
-  __m256 a[G][2];
-  for (int r = 0; r < G; ++r) a[r][0] = a[r][1] = _mm256_setzero_ps();
+  const std::int64_t k32 = k - k % 32, k8 = k - k % 8;
+  __m256 a[G][4];
+  for (int r = 0; r < G; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm256_setzero_ps();
   std::int64_t i = 0;
-  for (; i < k16; i += 16) {
-    const __m256 w0 = load8(wr + i), w1 = load8(wr + i + 8);
+  for (; i < k32; i += 32) {
+    const __m256 w0 = load8(wr + i), w1 = load8(wr + i + 8), w2 = load8(wr + i + 16),
+                 w3 = load8(wr + i + 24);
     for (int r = 0; r < G; ++r) {
-      a[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + r * k + i), a[r][0]);
-      a[r][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + r * k + i + 8), a[r][1]);
+      const float* xr = x + r * k + i;
+      a[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr), a[r][0]);
+      a[r][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr + 8), a[r][1]);
+      a[r][2] = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xr + 16), a[r][2]);
+      a[r][3] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xr + 24), a[r][3]);
     }
   }
   for (; i < k8; i += 8) {
@@ -77,38 +82,24 @@ KILN_AVX2 void dot_rows(const float* x, const W* wr, float bias, float* y, std::
       a[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + r * k + i), a[r][0]);
   }
   for (int r = 0; r < G; ++r) {
-    float s = hsum(_mm256_add_ps(a[r][0], a[r][1]));
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a[r][0], a[r][1]), _mm256_add_ps(a[r][2], a[r][3])));
     for (std::int64_t j = i; j < k; ++j) s += load1(wr + j) * x[r * k + j];
     y[r * ldy] = s + bias;
   }
 }
 
-// Rows [n0, n1) of y [m, ldy] = x [m, k] w^T + bias, one weight row at a time (front to back, so
-// the hardware prefetcher sees one stream), rows of x in groups of at most 4 (the accumulators of
-// 4 rows fit the 16 vector registers; a second group re-reads the weight row from L1).
+// Rows [n0, n1) of y [m, ldy] = x [m, k] w^T + bias (m = 1 or 2), one weight row at a time, front
+// to back, so the hardware prefetcher sees one stream per thread.
 template <typename W>
 void rows(int m, const float* x, const W* w, const float* bias, float* y, std::int64_t k,
           std::int64_t ldy, std::int64_t n0, std::int64_t n1) {
   for (std::int64_t n = n0; n < n1; ++n) {
     const W* wr = w + n * k;
     const float b = bias ? bias[n] : 0.f;
-    for (int r0 = 0; r0 < m; r0 += 4) {
-      const float* xr = x + r0 * k;
-      float* yr = y + r0 * ldy + n;
-      switch (std::min(4, m - r0)) {
-        case 1:
-          dot_rows<1>(xr, wr, b, yr, k, ldy);
-          break;
-        case 2:
-          dot_rows<2>(xr, wr, b, yr, k, ldy);
-          break;
-        case 3:
-          dot_rows<3>(xr, wr, b, yr, k, ldy);
-          break;
-        default:
-          dot_rows<4>(xr, wr, b, yr, k, ldy);
-          break;
-      }
+    if (m == 1) {
+      dot_rows<1>(x, wr, b, y + n, k, ldy);
+    } else {
+      dot_rows<2>(x, wr, b, y + n, k, ldy);
     }
   }
 }

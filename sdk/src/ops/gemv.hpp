@@ -7,8 +7,8 @@
 
 namespace kiln::ops::detail {
 
-// The most rows of x small_m_linear takes. It handles up to 8 but beyond 2 the packed-weight GEMM
-// was faster (bench/matmul_bench.cpp, linear_{1,2,4,8}x3072x768_*_cold).
+// The most rows of x small_m_linear takes: at 4 rows and more the packed-weight GEMM was as fast
+// or faster (bench/matmul_bench.cpp, linear_{1,2,4,8}x3072x768_*_cold).
 inline constexpr std::int64_t kSmallLinearRows = 2;
 
 // True when small_m_linear can compute m rows against weight w: 1 <= m <= kSmallLinearRows, w a
