@@ -1,5 +1,5 @@
-// linear for a few rows (decoding): y[M, N] = x[M, K] W[N, K]^T + b with M <= 8, streaming the
-// weight row by row from where the caller holds it.
+// linear for one or two rows (decoding): y[M, N] = x[M, K] W[N, K]^T + b, streaming the weight
+// row by row from where the caller holds it.
 //
 // At M = 1 a linear layer reads each weight once and does two flops per weight, so its speed is
 // the memory bandwidth the kernel reaches. oneDNN 2.6's matmul read its packed layout at about
