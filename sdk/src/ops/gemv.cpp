@@ -12,7 +12,6 @@
 #include "ops/gemv.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -21,6 +20,7 @@
 #define KILN_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
+#include "kiln/dtype.hpp"
 #include "ops/op_util.hpp"
 
 namespace kiln::ops::detail {
@@ -47,10 +47,7 @@ inline float load1(const float* w) {
   return *w;
 }
 inline float load1(const std::uint16_t* w) {
-  const std::uint32_t u = static_cast<std::uint32_t>(*w) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
+  return bf16_to_f32(*w);
 }
 
 // G (1 or 2) dot products of one weight row wr[k] with rows of x (row-major, k apart), plus bias,
@@ -135,10 +132,7 @@ void small_m_linear(const float* x, std::int64_t m, std::int64_t k, const Tensor
   if (bf16) {
     xr.resize(static_cast<std::size_t>(m * k));
     for (std::int64_t i = 0; i < m * k; ++i) {
-      std::uint32_t u;
-      std::memcpy(&u, &x[i], sizeof u);
-      u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;  // round to nearest even
-      std::memcpy(&xr[static_cast<std::size_t>(i)], &u, sizeof u);
+      xr[static_cast<std::size_t>(i)] = bf16_to_f32(f32_to_bf16(x[i]));
     }
     x = xr.data();
   }
