@@ -59,9 +59,13 @@ Tensor timestep_embedding(const std::vector<float>& t, std::int64_t dim) {
 
 namespace {
 
+// bf16: the convolution converts x in the reorder it reads it through and keeps a packed bf16
+// copy of the f32 weight until the optimiser changes it.
 Tensor conv(const nn::Conv2d& c, const Tensor& x, DType dt) {
   if (dt == DType::bf16) {
-    return ops::conv2d(x.to(DType::bf16), c.weight.to(DType::bf16), c.bias, c.options());
+    kiln::ops::Conv2dOptions o = c.options();
+    o.precision = DType::bf16;
+    return ops::conv2d(x, c.weight, c.bias, o);
   }
   return c.forward(x);
 }

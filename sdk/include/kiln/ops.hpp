@@ -110,6 +110,10 @@ struct Conv2dOptions {
   std::int64_t groups = 1;
   Act act = Act::none;  // fused post-op
   float act_alpha = 0.f;
+  // DType::bf16 computes in bf16 even when x and w are f32: x is converted by the reorder the
+  // primitive reads it through, and w once into its packed bf16 layout, cached until w changes
+  // (so a model keeps f32 master weights and gets f32 weight gradients). f32: x and w decide.
+  DType precision = DType::f32;
 };
 // x [N, Cin, H, W], w [Cout, Cin/groups, kh, kw], b [Cout] or undefined.
 // Output [N, Cout, Ho, Wo], Ho = (H + 2 padding - dilation (kh - 1) - 1) / stride + 1.
@@ -130,6 +134,7 @@ struct ConvTranspose2dOptions {
   std::int64_t groups = 1;
   Act act = Act::none;
   float act_alpha = 0.f;
+  DType precision = DType::f32;  // as Conv2dOptions::precision
 };
 // x [N, Cin, H, W], w [Cin, Cout/groups, kh, kw] (PyTorch layout), b [Cout] or undefined.
 // Output [N, Cout, Ho, Wo], Ho = (H - 1) stride - 2 padding + dilation (kh - 1) + output_padding

@@ -10,7 +10,7 @@
 #define KILN_VERSION_PATCH 0
 #define KILN_VERSION_STRING "0.1.0"
 
-#define KILN_ABI_VERSION 1
+#define KILN_ABI_VERSION 2
 
 namespace kiln {
 inline constexpr int kAbiVersion = KILN_ABI_VERSION;

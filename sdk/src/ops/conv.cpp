@@ -12,9 +12,10 @@
 // deconvolution weights [G, O/G, I/G, kh, kw] with the i and o strides swapped. No data moves
 // except the (cached) reorder into the packed layout.
 //
-// Precision: f32, or bf16 when x or the weight is bf16 (src and weights computed in bf16, f32
-// accumulation and f32 output; an f32 operand is converted as part of its reorder). Gradients
-// come back in the dtype of their input.
+// Precision: f32, or bf16 when x or the weight is bf16 or the options ask for bf16 (src and
+// weights computed in bf16, f32 accumulation and f32 output; an f32 operand is converted as part
+// of its reorder, and an f32 weight's packed bf16 copy is cached like any packed weight).
+// Gradients come back in the dtype of their input.
 //
 // Activation: fused as a post-op when no gradient is needed or when its gradient can be computed
 // from the output (relu, leaky relu with a positive slope, tanh, sigmoid); otherwise applied as a
@@ -433,7 +434,7 @@ Tensor conv_apply(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeom g,
 
 // Checks shared by both ops; returns the dtype the primitive computes in.
 DType check_common(const char* op, const Tensor& x, const Tensor& w, const Tensor& b,
-                   const std::array<std::int64_t, 2>& stride,
+                   DType precision, const std::array<std::int64_t, 2>& stride,
                    const std::array<std::int64_t, 2>& padding,
                    const std::array<std::int64_t, 2>& dilation, std::int64_t groups) {
   detail::require_dim(x, 4, op, "x", "[N, C, H, W]");
@@ -460,7 +461,11 @@ DType check_common(const char* op, const Tensor& x, const Tensor& w, const Tenso
     KILN_CHECK(b.dtype() == DType::f32 || b.dtype() == DType::bf16, op,
                ": bias must be f32 or bf16, got ", dtype_name(b.dtype()));
   }
-  return x.dtype() == DType::bf16 || w.dtype() == DType::bf16 ? DType::bf16 : DType::f32;
+  KILN_CHECK(precision == DType::f32 || precision == DType::bf16, op,
+             ": precision must be f32 or bf16, got ", dtype_name(precision));
+  return x.dtype() == DType::bf16 || w.dtype() == DType::bf16 || precision == DType::bf16
+             ? DType::bf16
+             : DType::f32;
 }
 
 void check_bias(const char* op, const Tensor& b, std::int64_t out_channels) {
@@ -474,7 +479,7 @@ void check_bias(const char* op, const Tensor& b, std::int64_t out_channels) {
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& o) {
   constexpr const char* op = "conv2d";
   ConvGeom g;
-  g.cdt = check_common(op, x, w, b, o.stride, o.padding, o.dilation, o.groups);
+  g.cdt = check_common(op, x, w, b, o.precision, o.stride, o.padding, o.dilation, o.groups);
   g.xdt = x.dtype();
   g.n = x.size(0);
   g.ic = x.size(1);
@@ -522,7 +527,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b,
   constexpr const char* op = "conv_transpose2d";
   ConvGeom g;
   g.transposed = true;
-  g.cdt = check_common(op, x, w, b, o.stride, o.padding, o.dilation, o.groups);
+  g.cdt = check_common(op, x, w, b, o.precision, o.stride, o.padding, o.dilation, o.groups);
   g.xdt = x.dtype();
   g.n = x.size(0);
   g.ic = x.size(1);
@@ -567,18 +572,18 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b,
   g.pad_r = {o.padding[0] - o.output_padding[0], o.padding[1] - o.output_padding[1]};
   g.bias = b.defined();
   // Few output channels: a GEMM and col2im (conv_transpose_narrow.cpp).
-  const detail::NarrowTransposeGeom ng{.groups = g.groups,
-                                       .oc = g.oc,
-                                       .f32 = x.dtype() == DType::f32 && w.dtype() == DType::f32 &&
-                                              (!b.defined() || b.dtype() == DType::f32),
-                                       .oh = g.oh,
-                                       .ow = g.ow,
-                                       .sh = o.stride[0],
-                                       .sw = o.stride[1],
-                                       .ph = o.padding[0],
-                                       .pw = o.padding[1],
-                                       .dh = o.dilation[0],
-                                       .dw = o.dilation[1]};
+  const detail::NarrowTransposeGeom ng{
+      .groups = g.groups,
+      .oc = g.oc,
+      .f32 = g.cdt == DType::f32 && (!b.defined() || b.dtype() == DType::f32),
+      .oh = g.oh,
+      .ow = g.ow,
+      .sh = o.stride[0],
+      .sw = o.stride[1],
+      .ph = o.padding[0],
+      .pw = o.padding[1],
+      .dh = o.dilation[0],
+      .dw = o.dilation[1]};
   if (detail::narrow_transpose_applies(ng)) {
     return detail::conv_transpose2d_narrow(x, w, b, ng, o.act, o.act_alpha);
   }

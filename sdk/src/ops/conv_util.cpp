@@ -61,4 +61,46 @@ Tensor f32_vector(const Tensor& t) {
   return r.contiguous().reshape({r.numel()});
 }
 
+bool channel_inner_layout(const Tensor& x, ChannelLayout& l) {
+  const memory::desc md = dnnl_desc(x);
+  const dnnl_memory_desc_t& d = md.data;
+  const int nd = d.ndims;
+  if (nd < 3 || d.format_kind != dnnl_blocked || d.offset0 != 0 || d.extra.flags != 0) {
+    return false;
+  }
+  const auto& bd = d.format_desc.blocking;
+  for (int i = 0; i < nd; ++i) {
+    if (i != 1 && d.padded_dims[i] != d.dims[i]) return false;
+  }
+  std::int64_t s = 1;
+  for (int i = 2; i < nd; ++i) s *= d.dims[i];
+  std::int64_t blk = 0, cb = 0, expect = 0;
+  if (bd.inner_nblks == 1 && bd.inner_idxs[0] == 1) {
+    blk = bd.inner_blks[0];
+    if (d.padded_dims[1] % blk != 0) return false;
+    cb = d.padded_dims[1] / blk;
+    expect = blk;
+  } else if (bd.inner_nblks == 0 && d.padded_dims[1] == d.dims[1]) {
+    blk = d.dims[1];
+    cb = 1;
+    if (blk != 1 && bd.strides[1] != 1) return false;
+    expect = blk;
+  } else {
+    return false;
+  }
+  for (int i = nd - 1; i >= 2; --i) {
+    if (d.dims[i] != 1 && bd.strides[i] != expect) return false;
+    expect *= d.dims[i];
+  }
+  if (cb > 1 && bd.strides[1] != expect) return false;
+  expect *= cb;
+  if (d.dims[0] != 1 && bd.strides[0] != expect) return false;
+  l.n = d.dims[0];
+  l.c = d.dims[1];
+  l.blk = blk;
+  l.cb = cb;
+  l.s = s;
+  return true;
+}
+
 }  // namespace kiln::ops::detail

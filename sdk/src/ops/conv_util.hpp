@@ -35,6 +35,24 @@ inline Tensor dense_or_blocked(const Tensor& t) {
   return t.is_blocked() || t.is_contiguous() ? t : t.contiguous();
 }
 
+// An [N, C, *] tensor viewed as [N][CB][S][B]: CB channel blocks of B lanes, channel c = block * B
+// + lane. Plain NC... is CB = C, B = 1; nChw16c is CB = C/16 (rounded up), B = 16; channels-last
+// (NHWC) is CB = 1, B = C.
+struct ChannelLayout {
+  std::int64_t n = 0, c = 0, cb = 0, blk = 1, s = 1;
+  float* at(float* base, std::int64_t ni, std::int64_t b) const {
+    return base + (ni * cb + b) * s * blk;
+  }
+  const float* at(const float* base, std::int64_t ni, std::int64_t b) const {
+    return base + (ni * cb + b) * s * blk;
+  }
+};
+
+// Recognises (filling l) oneDNN layouts whose innermost elements are channels: one inner block over
+// the channel dimension (nCw8c, nChw16c, ...) or channels-last. Outer dimensions must be dense in
+// the order n, channel block, spatial.
+bool channel_inner_layout(const Tensor& x, ChannelLayout& l);
+
 // A plain f32 [n] vector of a defined tensor with n elements (converted and made dense).
 Tensor f32_vector(const Tensor& t);
 

@@ -1,8 +1,15 @@
 // Element-wise arithmetic with numpy broadcasting. Memory-bound, so hand-written loops
 // parallelised with TBB: the fast paths (same shape, scalar operand, row/column broadcast) are
 // flat loops the compiler vectorises; the general case walks rows with per-operand strides.
+//
+// Operands in a oneDNN layout (a convolution's output, e.g. channels-last or nChw16c) keep it
+// when the op can run in it: the same shape (the other operand is reordered into the layout
+// if it differs), or a per-channel / per-(sample, channel) operand such as a bias [1, C, 1, 1]
+// or an embedding [N, C, 1, 1] against a channel-innermost layout. Otherwise both would be made
+// plain first, and the next convolution would reorder the plain result back.
 #include <cmath>
 
+#include "ops/conv_util.hpp"
 #include "ops/op_util.hpp"
 
 namespace kiln::ops {
@@ -24,8 +31,89 @@ Shape broadcast_strides(const Shape& s, const Shape& out) {
   return st;
 }
 
+// The number of bytes of `md` equals that of its elements: a blocked layout without padding.
+bool dense_desc(const dnnl::memory::desc& md, std::int64_t numel) {
+  return md.get_size() == static_cast<std::size_t>(numel) * sizeof(float);
+}
+
+// a and b in the layout of the blocked one of them (see the file comment), or an undefined
+// tensor when the case is not one this handles.
+template <typename F>
+Tensor blocked_binary(const Tensor& a, const Tensor& b, const Shape& out_shape, F f) {
+  if (a.dtype() != DType::f32 || b.dtype() != DType::f32) return Tensor();
+  const std::int64_t n = shape_numel(out_shape);
+  if (a.shape() == b.shape()) {
+    const dnnl::memory::desc md = dnnl_desc(a.is_blocked() ? a : b);
+    if (!dense_desc(md, n)) return Tensor();
+    const Tensor ra = detail::to_desc(a, md), rb = detail::to_desc(b, md);
+    Tensor out = empty_for_desc(md, out_shape);
+    const auto* pa = static_cast<const float*>(ra.raw_data());
+    const auto* pb = static_cast<const float*>(rb.raw_data());
+    auto* po = static_cast<float*>(out.raw_data());
+    parallel_range(n, kGrain, [&](std::int64_t s, std::int64_t e) {
+      for (std::int64_t i = s; i < e; ++i) po[i] = f(pa[i], pb[i]);
+    });
+    return out;
+  }
+  // One operand holds every element (`big`, in a channel-innermost layout), the other one value
+  // per channel and / or sample.
+  const bool a_big = a.is_blocked() && a.shape() == out_shape;
+  const Tensor& big = a_big ? a : b;
+  const Tensor& small = a_big ? b : a;
+  detail::ChannelLayout l;
+  if (!big.is_blocked() || big.shape() != out_shape || !detail::channel_inner_layout(big, l) ||
+      l.cb * l.blk != l.c || !dense_desc(dnnl_desc(big), n)) {
+    return Tensor();
+  }
+  const Shape& ss = small.shape();
+  const std::size_t nd = out_shape.size();
+  if (ss.size() > nd) return Tensor();
+  std::int64_t per_n = 0, per_c = 0;  // element strides of `small` over samples and channels
+  for (std::size_t i = 0; i < ss.size(); ++i) {
+    const std::size_t k = nd - ss.size() + i;
+    if (ss[i] == 1) continue;
+    if (k == 1) {
+      per_c = 1;
+    } else if (k != 0) {
+      return Tensor();  // varies over a spatial dimension
+    }
+  }
+  if (ss.size() == nd && ss[0] != 1) per_n = per_c != 0 ? l.c : 1;
+  const Tensor sc = small.contiguous();
+  const float* pv = sc.data<float>();
+  Tensor out = empty_for_desc(dnnl_desc(big), out_shape);
+  const auto* px = static_cast<const float*>(big.raw_data());
+  auto* po = static_cast<float*>(out.raw_data());
+  const std::int64_t unit = l.s * l.blk;  // elements of one (sample, channel block)
+  parallel_range(l.n * l.cb, std::max<std::int64_t>(1, kGrain / std::max<std::int64_t>(unit, 1)),
+                 [&](std::int64_t s, std::int64_t e) {
+                   std::vector<float> v(static_cast<std::size_t>(l.blk));
+                   for (std::int64_t u = s; u < e; ++u) {
+                     const std::int64_t ni = u / l.cb, cb = u % l.cb;
+                     for (std::int64_t j = 0; j < l.blk; ++j) {
+                       v[static_cast<std::size_t>(j)] = pv[ni * per_n + (cb * l.blk + j) * per_c];
+                     }
+                     const float* x = px + u * unit;
+                     float* o = po + u * unit;
+                     const float* vv = v.data();
+                     for (std::int64_t i = 0; i < l.s; ++i) {
+                       for (std::int64_t j = 0; j < l.blk; ++j) {
+                         o[i * l.blk + j] =
+                             a_big ? f(x[i * l.blk + j], vv[j]) : f(vv[j], x[i * l.blk + j]);
+                       }
+                     }
+                   }
+                 });
+  return out;
+}
+
 template <typename F>
 Tensor binary_kernel(const Tensor& a_in, const Tensor& b_in, const char* name, F f) {
+  if (a_in.defined() && b_in.defined() && (a_in.is_blocked() || b_in.is_blocked())) {
+    Tensor r =
+        blocked_binary(a_in, b_in, detail::broadcast_shape(a_in.shape(), b_in.shape(), name), f);
+    if (r.defined()) return r;
+  }
   Tensor a = as_f32(a_in, name, "a");
   Tensor b = as_f32(b_in, name, "b");
   const Shape out_shape = detail::broadcast_shape(a.shape(), b.shape(), name);
@@ -92,6 +180,16 @@ Tensor binary_kernel(const Tensor& a_in, const Tensor& b_in, const char* name, F
 
 template <typename F>
 Tensor unary_kernel(const Tensor& x_in, const char* name, F f) {
+  if (x_in.defined() && x_in.is_blocked() && x_in.dtype() == DType::f32 &&
+      dense_desc(dnnl_desc(x_in), x_in.numel())) {
+    Tensor out = empty_for_desc(dnnl_desc(x_in), x_in.shape());
+    const auto* px = static_cast<const float*>(x_in.raw_data());
+    auto* po = static_cast<float*>(out.raw_data());
+    parallel_range(x_in.numel(), kGrain, [&](std::int64_t s, std::int64_t e) {
+      for (std::int64_t i = s; i < e; ++i) po[i] = f(px[i]);
+    });
+    return out;
+  }
   Tensor x = as_f32(x_in, name, "x");
   Tensor out = Tensor::empty(x.shape(), DType::f32);
   const float* px = x.data<float>();

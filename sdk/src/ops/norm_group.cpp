@@ -25,63 +25,8 @@ namespace {
 
 using dnnl::memory;
 
-// x viewed as [N][CB][S][B]: CB channel blocks of B lanes, channel c = block * B + lane.
-// Plain NC... is CB = C, B = 1; nChw16c is CB = C/16 (rounded up), B = 16; channels-last
-// (NHWC) is CB = 1, B = C.
-struct GnLayout {
-  std::int64_t n = 0, c = 0, cb = 0, blk = 1, s = 1;
-  float* at(float* base, std::int64_t ni, std::int64_t b) const {
-    return base + (ni * cb + b) * s * blk;
-  }
-  const float* at(const float* base, std::int64_t ni, std::int64_t b) const {
-    return base + (ni * cb + b) * s * blk;
-  }
-};
-
-// Recognises oneDNN layouts whose innermost elements are channels: one inner block over the
-// channel dimension (nCw8c, nChw16c, ...) or channels-last. Outer dimensions must be dense in
-// the order n, channel block, spatial.
-bool channel_inner_layout(const Tensor& x, GnLayout& l) {
-  const memory::desc md = dnnl_desc(x);
-  const dnnl_memory_desc_t& d = md.data;
-  const int nd = d.ndims;
-  if (nd < 3 || d.format_kind != dnnl_blocked || d.offset0 != 0 || d.extra.flags != 0) {
-    return false;
-  }
-  const auto& bd = d.format_desc.blocking;
-  for (int i = 0; i < nd; ++i) {
-    if (i != 1 && d.padded_dims[i] != d.dims[i]) return false;
-  }
-  std::int64_t s = 1;
-  for (int i = 2; i < nd; ++i) s *= d.dims[i];
-  std::int64_t blk = 0, cb = 0, expect = 0;
-  if (bd.inner_nblks == 1 && bd.inner_idxs[0] == 1) {
-    blk = bd.inner_blks[0];
-    if (d.padded_dims[1] % blk != 0) return false;
-    cb = d.padded_dims[1] / blk;
-    expect = blk;
-  } else if (bd.inner_nblks == 0 && d.padded_dims[1] == d.dims[1]) {
-    blk = d.dims[1];
-    cb = 1;
-    if (blk != 1 && bd.strides[1] != 1) return false;
-    expect = blk;
-  } else {
-    return false;
-  }
-  for (int i = nd - 1; i >= 2; --i) {
-    if (d.dims[i] != 1 && bd.strides[i] != expect) return false;
-    expect *= d.dims[i];
-  }
-  if (cb > 1 && bd.strides[1] != expect) return false;
-  expect *= cb;
-  if (d.dims[0] != 1 && bd.strides[0] != expect) return false;
-  l.n = d.dims[0];
-  l.c = d.dims[1];
-  l.blk = blk;
-  l.cb = cb;
-  l.s = s;
-  return true;
-}
+using detail::channel_inner_layout;
+using detail::ChannelLayout;
 
 constexpr std::int64_t kChunk = 256;  // positions summed in float before adding to double
 
@@ -252,7 +197,7 @@ void with_width(int width, F&& f) {
 // Runs row(n, c) for plain layouts or lanes(n, block, chunk) otherwise, over all work units in
 // parallel. Each unit owns its outputs, so the results do not depend on the scheduling.
 template <typename Row, typename Lanes>
-void for_units(const GnLayout& l, const std::vector<LaneChunk>& chunks, Row row, Lanes lanes) {
+void for_units(const ChannelLayout& l, const std::vector<LaneChunk>& chunks, Row row, Lanes lanes) {
   const std::int64_t per_unit = l.blk == 1 ? l.s : l.s * 16;
   const std::int64_t grain = std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, per_unit));
   if (l.blk == 1) {
@@ -271,7 +216,7 @@ void for_units(const GnLayout& l, const std::vector<LaneChunk>& chunks, Row row,
 }
 
 // Per-channel moment sums {s1, s2, pivot} for every (n, c).
-void channel_moments(const GnLayout& l, const std::vector<LaneChunk>& chunks, const float* x,
+void channel_moments(const ChannelLayout& l, const std::vector<LaneChunk>& chunks, const float* x,
                      std::vector<double>& s1, std::vector<double>& s2, std::vector<float>& pivot) {
   for_units(
       l, chunks,
@@ -302,9 +247,9 @@ void channel_moments(const GnLayout& l, const std::vector<LaneChunk>& chunks, co
 }
 
 // Per-(n, c) sums of dy and dy * (x - mean of c's group).
-void channel_grad_sums(const GnLayout& l, const std::vector<LaneChunk>& chunks, const float* dy,
-                       const float* x, const std::vector<float>& mean, std::int64_t groups,
-                       std::vector<double>& sdy, std::vector<double>& sdyx) {
+void channel_grad_sums(const ChannelLayout& l, const std::vector<LaneChunk>& chunks,
+                       const float* dy, const float* x, const std::vector<float>& mean,
+                       std::int64_t groups, std::vector<double>& sdy, std::vector<double>& sdyx) {
   const std::int64_t cpg = l.c / groups;
   auto mean_of = [&](std::int64_t ni, std::int64_t c) {
     return mean[static_cast<std::size_t>(ni * groups + std::min(c, l.c - 1) / cpg)];
@@ -335,7 +280,7 @@ void channel_grad_sums(const GnLayout& l, const std::vector<LaneChunk>& chunks, 
 }
 
 // out = a * u + k1 * v + k0 with per-(n, c) coefficients (v may be null); padded lanes get 0.
-void apply_affine(const GnLayout& l, const std::vector<LaneChunk>& chunks, float* out,
+void apply_affine(const ChannelLayout& l, const std::vector<LaneChunk>& chunks, float* out,
                   const float* u, const float* v, const std::vector<float>& a,
                   const std::vector<float>& k1, const std::vector<float>& k0) {
   for_units(
@@ -367,7 +312,7 @@ struct GnStats {
   std::vector<float> mean, rstd;  // [N * G]
 };
 
-GnStats group_stats(const GnLayout& l, const std::vector<LaneChunk>& chunks, const float* x,
+GnStats group_stats(const ChannelLayout& l, const std::vector<LaneChunk>& chunks, const float* x,
                     std::int64_t groups, float eps) {
   const auto nc = static_cast<std::size_t>(l.n * l.c);
   std::vector<double> s1(nc), s2(nc);
@@ -402,7 +347,7 @@ GnStats group_stats(const GnLayout& l, const std::vector<LaneChunk>& chunks, con
 }
 
 // The layout to compute in: x itself when plain contiguous or channel-innermost, else a copy.
-Tensor layout_for(const Tensor& x_in, GnLayout& l) {
+Tensor layout_for(const Tensor& x_in, ChannelLayout& l) {
   if (x_in.is_blocked() && channel_inner_layout(x_in, l)) return x_in;
   Tensor x = x_in.is_contiguous() ? x_in : x_in.contiguous();
   l.n = x.size(0);
@@ -436,7 +381,7 @@ Tensor group_norm(const Tensor& x_in, std::int64_t groups, const Tensor& weight,
   if (x_in.numel() == 0) return Tensor::zeros(x_in.shape());
 
   Tensor xf = x_in.dtype() == DType::f32 ? x_in : x_in.to(DType::f32);
-  GnLayout l;
+  ChannelLayout l;
   Tensor x = layout_for(xf, l);
   const Tensor w = weight.defined() ? detail::f32_vector(weight) : Tensor();
   const Tensor b = bias.defined() ? detail::f32_vector(bias) : Tensor();

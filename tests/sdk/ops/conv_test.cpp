@@ -242,6 +242,51 @@ TEST(Conv2d, Bf16CloseToF32) {
                               ops::conv_transpose2d(x, wt, Tensor(), o), 2e-2f, 5e-2f));
 }
 
+// precision = bf16 with f32 operands computes exactly what bf16 operands compute, returns f32
+// gradients, and sees in-place weight updates through its cached bf16 copy.
+TEST(Conv2d, Bf16PrecisionOptionWithF32Weights) {
+  Tensor x = test::random_tensor({2, 16, 6, 5}, 1);
+  Tensor w = test::random_tensor({8, 16, 3, 3}, 2, -0.3f, 0.3f);
+  Tensor b = test::random_tensor({8}, 3);
+  const Conv2dOptions o{.padding = {1, 1}, .precision = DType::bf16};
+  Tensor y = ops::conv2d(x, w, b, o);
+  EXPECT_EQ(y.dtype(), DType::f32);
+  EXPECT_TRUE(test::all_close(
+      y, ops::conv2d(x.to(DType::bf16), w.to(DType::bf16), b, {.padding = {1, 1}}), 0.f, 0.f));
+  EXPECT_FALSE(test::all_close(y, ops::conv2d(x, w, b, {.padding = {1, 1}}), 0.f, 0.f))
+      << "the option did not change the computation";
+
+  Tensor xa = x.clone().set_requires_grad(), wa = w.clone().set_requires_grad();
+  Tensor xb = x.clone().set_requires_grad(), wb = w.clone().set_requires_grad();
+  Tensor r = test::random_tensor(y.shape(), 4);
+  ops::sum(ops::mul(ops::conv2d(xa, wa, b, o), r)).backward();
+  ops::sum(ops::mul(ops::conv2d(xb, wb.to(DType::bf16), b, {.padding = {1, 1}}), r)).backward();
+  EXPECT_EQ(xa.grad().dtype(), DType::f32);
+  EXPECT_EQ(wa.grad().dtype(), DType::f32);
+  EXPECT_TRUE(test::all_close(xa.grad(), xb.grad(), 0.f, 0.f));
+  // The bf16-operand path rounds the weight gradient to bf16; the option keeps it f32.
+  EXPECT_TRUE(test::all_close(wa.grad(), wb.grad(), 1e-2f, 1e-3f));
+
+  w.fill_(0.f);  // the cached bf16 weight must follow
+  EXPECT_TRUE(test::all_close(ops::conv2d(x, w, b, o),
+                              ops::add(Tensor::zeros(y.shape()), b.reshape({1, 8, 1, 1})), 0.f,
+                              0.f));
+
+  Tensor wt = test::random_tensor({16, 4, 4, 4}, 5, -0.3f, 0.3f);
+  const ConvTranspose2dOptions ot{.stride = {2, 2}, .padding = {1, 1}, .precision = DType::bf16};
+  EXPECT_TRUE(test::all_close(
+      ops::conv_transpose2d(x, wt, Tensor(), ot),
+      ops::conv_transpose2d(x, wt.to(DType::bf16), Tensor(), {.stride = {2, 2}, .padding = {1, 1}}),
+      0.f, 0.f));
+  // Few output channels: the bf16 option bypasses the f32-only GEMM + col2im route.
+  Tensor wn = test::random_tensor({16, 1, 4, 4}, 6, -0.3f, 0.3f);
+  EXPECT_TRUE(test::all_close(
+      ops::conv_transpose2d(x, wn, Tensor(), ot),
+      ops::conv_transpose2d(x, wn.to(DType::bf16), Tensor(), {.stride = {2, 2}, .padding = {1, 1}}),
+      0.f, 0.f));
+  EXPECT_THROW(ops::conv2d(x, w, b, {.precision = DType::s32}), Error);
+}
+
 TEST(Conv2d, FusedActivationsMatchSeparateOps) {
   Tensor x = test::random_tensor({2, 3, 6, 5}, 1);
   Tensor w = test::random_tensor({4, 3, 3, 3}, 2);
