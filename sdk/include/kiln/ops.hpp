@@ -45,6 +45,11 @@ enum class Act : std::uint8_t {
 enum class Reduction : std::uint8_t { none = 0, mean = 1, sum = 2 };
 
 // ---------------------------------------------------------------- elementwise (broadcasting)
+// Results are f32. An f32 operand in a dense oneDNN layout (a convolution's output: nChw16c,
+// channels-last) keeps that layout in the result when the other operand has the same shape (it
+// is reordered into the layout if it differs) or holds one value per channel and / or sample
+// ([N, C, 1, 1], [1, C, 1, 1], [C, 1, 1], a scalar); other cases compute on plain data. Call
+// contiguous() before reading a result with data<T>().
 KILN_API Tensor add(const Tensor& a, const Tensor& b);
 KILN_API Tensor sub(const Tensor& a, const Tensor& b);
 KILN_API Tensor mul(const Tensor& a, const Tensor& b);
@@ -117,8 +122,9 @@ struct Conv2dOptions {
 };
 // x [N, Cin, H, W], w [Cout, Cin/groups, kh, kw], b [Cout] or undefined.
 // Output [N, Cout, Ho, Wo], Ho = (H + 2 padding - dilation (kh - 1) - 1) / stride + 1.
-// The output may hold a blocked oneDNN layout (e.g. nChw16c) that the next conv, norm, pooling
-// or activation reads without a reorder; other ops make it plain when they need to.
+// The output may hold a blocked oneDNN layout (e.g. nChw16c) that the next conv, norm, pooling,
+// activation or element-wise op reads without a reorder; other ops make it plain when they need
+// to.
 // bf16: when x or w is bf16, both are computed in bf16 (f32 accumulation) and the output is f32;
 // gradients come back in each input's dtype. The activation is fused as a post-op unless a
 // gradient is needed and it cannot be recovered from the output (gelu, silu), in which case it
