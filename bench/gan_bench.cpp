@@ -2,7 +2,9 @@
 // protocol (warm-up, samples of >= 50 ms, median of 7): generator inference at batch 64 (img/s)
 // and the training step at batch 64 (step/s), the step being the gan plugin's own dcgan_step.
 // Prints one JSON line, like bench/peers/dcgan.py bench; bench/gan_side_by_side.sh runs both.
-//   build/bench/bench_gan_bench [--samples N] [--threads N]
+//   build/bench/bench_gan_bench [--samples N] [--threads N] [--bf16]
+// --bf16 runs the generator's inference as `gan/generate` does under [compute] precision =
+// "bf16" (the training step stays f32, as the plugin's train task does).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -47,7 +49,10 @@ Rate timed(const std::function<void()>& fn, int samples) {
 
 int main(int argc, char** argv) {
   int samples = 7, threads = 1;
-  for (int i = 1; i + 1 < argc; ++i) {
+  bool bf16 = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--bf16") == 0) bf16 = true;
+    if (i + 1 == argc) break;
     if (std::strcmp(argv[i], "--samples") == 0) samples = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--threads") == 0) threads = std::atoi(argv[i + 1]);
   }
@@ -64,7 +69,9 @@ int main(int argc, char** argv) {
   Rate infer;
   {
     kiln::NoGradGuard ng;
+    if (bf16) g.set_compute_dtype(kiln::DType::bf16);
     infer = timed([&] { g.forward(z, none); }, samples);
+    g.set_compute_dtype(kiln::DType::f32);
   }
   kiln::optim::Adam og(g.named_parameters(), {.lr = 2e-4f, .beta1 = 0.5f, .beta2 = 0.999f});
   kiln::optim::Adam od(d.named_parameters(), {.lr = 2e-4f, .beta1 = 0.5f, .beta2 = 0.999f});
@@ -78,8 +85,9 @@ int main(int argc, char** argv) {
       samples);
   std::printf(
       "{\"G_infer_b64_img_s\": [%.1f, %.1f, %.1f], \"train_step_b64_step_s\": [%.3f, %.3f, "
-      "%.3f], \"G_infer_b64_cpu_s\": %.4f, \"train_step_b64_cpu_s\": %.4f}\n",
+      "%.3f], \"G_infer_b64_cpu_s\": %.4f, \"train_step_b64_cpu_s\": %.4f, \"G_precision\": "
+      "\"%s\"}\n",
       64 * infer.median, 64 * infer.worst, 64 * infer.best, train.median, train.worst, train.best,
-      infer.cpu_per_call, train.cpu_per_call);
+      infer.cpu_per_call, train.cpu_per_call, bf16 ? "bf16" : "f32");
   return 0;
 }

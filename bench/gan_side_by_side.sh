@@ -6,6 +6,7 @@
 # depend on the share of a busy machine each process gets). Both run on THREADS threads
 # (default 1).
 #   bench/gan_side_by_side.sh [ROUNDS] [THREADS]        (after building bench_gan_bench)
+# KILN_ARGS=--bf16 runs Kiln's generator inference in bf16 (PyTorch stays f32).
 set -eu
 ROUNDS=${1:-2}
 THREADS=${2:-1}
@@ -19,7 +20,8 @@ OUT=$(mktemp)
 echo "load before: $(uptime)"
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
-  k=$("$BUILD/bench/bench_gan_bench" --samples "${SAMPLES:-5}" --threads "$THREADS")
+  # shellcheck disable=SC2086 # KILN_ARGS is a list of flags
+  k=$("$BUILD/bench/bench_gan_bench" --samples "${SAMPLES:-5}" --threads "$THREADS" ${KILN_ARGS:-})
   echo "round $r kiln  $k"
   echo "kiln $k" >>"$OUT"
   t=$(/usr/bin/python3 "$HERE/peers/dcgan.py" bench --threads "$THREADS" --samples "${SAMPLES:-5}")

@@ -71,8 +71,10 @@ std::int64_t label_for(const std::vector<std::int64_t>& labels, std::int64_t i) 
 
 class GenerateTask final : public kiln::GenerateTask {
  public:
-  GenerateTask(const Params& p, kiln::TaskContext&)
-      : p_(p), g_(load_generator(p.string("model"))) {}
+  GenerateTask(const Params& p, kiln::TaskContext& ctx)
+      : p_(p), g_(load_generator(p.string("model"))) {
+    g_->set_compute_dtype(ctx.precision());
+  }
 
   std::vector<Artifact> generate(const kiln::SampleRequest& req) override {
     const std::int64_t n = static_cast<std::int64_t>(req.indices.size()), nz = g_->sizes().nz;
@@ -107,7 +109,9 @@ class GenerateTask final : public kiln::GenerateTask {
 class InterpolateTask final : public kiln::RunTask {
  public:
   InterpolateTask(const Params& p, kiln::TaskContext& ctx)
-      : p_(p), ctx_(ctx), g_(load_generator(p.string("model"))) {}
+      : p_(p), ctx_(ctx), g_(load_generator(p.string("model"))) {
+    g_->set_compute_dtype(ctx.precision());
+  }
 
   std::vector<Artifact> run() override {
     const std::int64_t rows = p_.integer("rows"), steps = p_.integer("steps");

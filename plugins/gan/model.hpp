@@ -37,9 +37,14 @@ class Generator : public kiln::nn::Module {
   // z [N, nz]; labels s64 [N] (ignored when unconditional).
   kiln::Tensor forward(const kiln::Tensor& z, const kiln::Tensor& labels);
   const GanSizes& sizes() const { return s_; }
+  // bf16: convt1-3 compute in bf16 from the f32 weights (f32 accumulation and outputs; the batch
+  // norms stay f32). convt4, with one output channel, stays on the f32 GEMM route, which is
+  // faster there than oneDNN's bf16 deconvolution.
+  void set_compute_dtype(kiln::DType dt) { compute_ = dt; }
 
  private:
   GanSizes s_;
+  kiln::DType compute_ = kiln::DType::f32;
   std::shared_ptr<kiln::nn::ConvTranspose2d> convt1_, convt2_, convt3_, convt4_;
   std::shared_ptr<kiln::nn::BatchNorm2d> bn1_, bn2_, bn3_;
   std::shared_ptr<kiln::nn::Embedding> embed_;

@@ -55,6 +55,25 @@ TEST(GanModel, StepLossesAreTheBceAndHingeFormulas) {
   }
 }
 
+// [compute] precision = "bf16": the wide transposed convolutions compute in bf16; the images
+// stay close to the f32 ones.
+TEST(GanModel, Bf16GeneratorIsCloseToF32) {
+  kiln::Generator gen(2);
+  kiln_gan::GanSizes s{.nz = 16, .ngf = 16, .ndf = 4, .classes = 10, .embed = 4};
+  kiln_gan::Generator g(s, gen);
+  kiln_gan::dcgan_init(g, gen);
+  const Tensor z = Tensor::randn({8, 16}, gen);
+  const Tensor labels = Tensor::from_ints({0, 1, 2, 3, 4, 5, 6, 7}, {8});
+  kiln::NoGradGuard ng;
+  const Tensor a = g.forward(z, labels);
+  g.set_compute_dtype(DType::bf16);
+  const Tensor b = g.forward(z, labels);
+  EXPECT_EQ(b.dtype(), DType::f32);
+  EXPECT_TRUE(kiln::test::all_close(b, a, 5e-2f, 2e-2f));
+  EXPECT_FALSE(kiln::test::all_close(b, a, 0.f, 0.f)) << "bf16 did not change the computation";
+  EXPECT_TRUE(kiln::test::all_close(g.forward(z, labels), b, 0.f, 0.f));  // reproducible
+}
+
 class GanPlugin : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -128,6 +147,32 @@ TEST_F(GanPlugin, GeneratesRequestedLabelsIndependentlyOfTheBatch) {
   const auto c = tree_digest(dir_->path() / "runs/c/samples/samples");
   EXPECT_EQ(c, tree_digest(dir_->path() / "runs/d/samples/samples"));
   EXPECT_NE(c, tree_digest(a / "samples"));
+}
+
+TEST_F(GanPlugin, GeneratesInBf16WhenThePipelineAsks) {
+  ASSERT_EQ(run("f32", gen_stage("count = 8\nbatch = 8\n")).code, 0);
+  const fs::path file = write_text(dir_->path() / "bf16.toml",
+                                   "[pipeline]\nseed = 11\n[compute]\nthreads = 1\n"
+                                   "precision = \"bf16\"\n" +
+                                       gen_stage("count = 8\nbatch = 8\n"));
+  const Result r = run_kiln({"run", file.string()}, dir_->path(),
+                            {{"KILN_PLUGIN_PATH", kTestPluginDir.string()}});
+  ASSERT_EQ(r.code, 0) << r.all();
+  double diff = 0;
+  bool any = false;
+  for (int i = 0; i < 8; ++i) {
+    const std::string name = "samples/00000" + std::to_string(i) + ".png";
+    const kiln::Image a = kiln::read_image(dir_->path() / "runs/f32/samples" / name);
+    const kiln::Image b = kiln::read_image(dir_->path() / "runs/bf16/samples" / name);
+    ASSERT_EQ(a.pixels.size(), b.pixels.size());
+    for (std::size_t k = 0; k < a.pixels.size(); ++k) {
+      const int d = std::abs(int(a.pixels[k]) - int(b.pixels[k]));
+      diff += d;
+      any = any || d != 0;
+    }
+  }
+  EXPECT_TRUE(any) << "the bf16 run produced the f32 images: precision was not applied";
+  EXPECT_LT(diff / (8.0 * 28 * 28), 2.0) << "mean absolute pixel difference (0-255)";
 }
 
 TEST_F(GanPlugin, InterpolateMakesARowPerWalk) {
