@@ -59,17 +59,6 @@ Tensor timestep_embedding(const std::vector<float>& t, std::int64_t dim) {
 
 namespace {
 
-// bf16: the convolution converts x in the reorder it reads it through and keeps a packed bf16
-// copy of the f32 weight until the optimiser changes it.
-Tensor conv(const nn::Conv2d& c, const Tensor& x, DType dt) {
-  if (dt == DType::bf16) {
-    kiln::ops::Conv2dOptions o = c.options();
-    o.precision = DType::bf16;
-    return ops::conv2d(x, c.weight, c.bias, o);
-  }
-  return c.forward(x);
-}
-
 Tensor linear(const nn::Linear& l, const Tensor& x, DType dt) {
   if (dt == DType::bf16) {
     return ops::linear(x.to(DType::bf16), l.weight.to(DType::bf16), l.bias).to(DType::f32);
@@ -103,11 +92,11 @@ ResBlock::ResBlock(std::int64_t in, std::int64_t out, std::int64_t temb_dim, std
 }
 
 Tensor ResBlock::forward(const Tensor& x, const Tensor& temb_act, DType dt) const {
-  Tensor h = conv(*conv1, ops::silu(norm1->forward(x)), dt);
+  Tensor h = conv1->forward(ops::silu(norm1->forward(x)), dt);
   const Tensor e = linear(*temb, temb_act, dt);
   h = ops::add(h, e.reshape({e.size(0), e.size(1), 1, 1}));
-  h = conv(*conv2, ops::silu(norm2->forward(h)), dt);
-  return ops::add(skip ? conv(*skip, x, dt) : x, h);
+  h = conv2->forward(ops::silu(norm2->forward(h)), dt);
+  return ops::add(skip ? skip->forward(x, dt) : x, h);
 }
 
 AttnBlock::AttnBlock(std::int64_t channels, std::int64_t groups, kiln::Generator& gen) {
@@ -230,7 +219,7 @@ Tensor UNet::forward(const Tensor& x, const std::vector<float>& t, const Tensor&
   const Tensor temb = ops::silu(emb);
 
   std::vector<Tensor> hs;
-  Tensor h = conv(*conv_in_, x, dt);
+  Tensor h = conv_in_->forward(x, dt);
   hs.push_back(h);
   for (const Level& L : down_) {
     for (std::size_t j = 0; j < L.res.size(); ++j) {
@@ -239,7 +228,7 @@ Tensor UNet::forward(const Tensor& x, const std::vector<float>& t, const Tensor&
       hs.push_back(h);
     }
     if (L.resample) {
-      h = conv(*L.resample, h, dt);
+      h = L.resample->forward(h, dt);
       hs.push_back(h);
     }
   }
@@ -253,9 +242,9 @@ Tensor UNet::forward(const Tensor& x, const std::vector<float>& t, const Tensor&
       hs.pop_back();
       if (!L.attn.empty()) h = L.attn[j]->forward(h, dt);
     }
-    if (L.resample) h = conv(*L.resample, ops::upsample_nearest2d(h, 2), dt);
+    if (L.resample) h = L.resample->forward(ops::upsample_nearest2d(h, 2), dt);
   }
-  return conv(*conv_out_, ops::silu(norm_out_->forward(h)), dt);
+  return conv_out_->forward(ops::silu(norm_out_->forward(h)), dt);
 }
 
 }  // namespace diffusion

@@ -29,25 +29,14 @@ Generator::Generator(const GanSizes& s, kiln::Generator& gen) : s_(s) {
   }
 }
 
-namespace {
-
-Tensor up(const nn::ConvTranspose2d& c, const Tensor& x, kiln::DType dt) {
-  if (dt == kiln::DType::f32) return c.forward(x);
-  ops::ConvTranspose2dOptions o = c.options();
-  o.precision = dt;
-  return ops::conv_transpose2d(x, c.weight, c.bias, o);
-}
-
-}  // namespace
-
 Tensor Generator::forward(const Tensor& z, const Tensor& labels) {
   const std::int64_t n = z.size(0);
   Tensor in = z;
   if (embed_) in = ops::concat({z, embed_->forward(labels)}, 1);
   Tensor h = in.reshape({n, in.size(1), 1, 1});
-  h = ops::relu(bn1_->forward(up(*convt1_, h, compute_)));
-  h = ops::relu(bn2_->forward(up(*convt2_, h, compute_)));
-  h = ops::relu(bn3_->forward(up(*convt3_, h, compute_)));
+  h = ops::relu(bn1_->forward(convt1_->forward(h, compute_)));
+  h = ops::relu(bn2_->forward(convt2_->forward(h, compute_)));
+  h = ops::relu(bn3_->forward(convt3_->forward(h, compute_)));
   return ops::tanh(convt4_->forward(h));
 }
 

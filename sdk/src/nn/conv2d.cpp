@@ -45,4 +45,10 @@ Tensor Conv2d::forward(const Tensor& x) const {
   return ops::conv2d(x, weight, bias, options_);
 }
 
+Tensor Conv2d::forward(const Tensor& x, DType precision) const {
+  ops::Conv2dOptions o = options_;
+  o.precision = precision;
+  return ops::conv2d(x, weight, bias, o);
+}
+
 }  // namespace kiln::nn

@@ -51,4 +51,10 @@ Tensor ConvTranspose2d::forward(const Tensor& x) const {
   return ops::conv_transpose2d(x, weight, bias, options_);
 }
 
+Tensor ConvTranspose2d::forward(const Tensor& x, DType precision) const {
+  ops::ConvTranspose2dOptions o = options_;
+  o.precision = precision;
+  return ops::conv_transpose2d(x, weight, bias, o);
+}
+
 }  // namespace kiln::nn

@@ -93,6 +93,23 @@ TEST(ConvTranspose2dModule, ParametersInitialisationAndForward) {
                               1e-4f, 2e-5f));
 }
 
+TEST(ConvModules, ForwardWithAPrecisionIsTheOpWithThatOption) {
+  Generator gen(4);
+  const Tensor x = test::random_tensor({2, 16, 5, 5}, 1);
+  nn::Conv2d c(16, 8, 3, {.padding = {1, 1}}, true, gen);
+  EXPECT_TRUE(test::bitwise_equal(
+      c.forward(x, DType::bf16),
+      ops::conv2d(x, c.weight, c.bias, {.padding = {1, 1}, .precision = DType::bf16})));
+  EXPECT_TRUE(test::bitwise_equal(c.forward(x, DType::f32), c.forward(x)));
+  nn::ConvTranspose2d t(16, 8, 4, {.stride = {2, 2}, .padding = {1, 1}}, true, gen);
+  EXPECT_TRUE(test::bitwise_equal(
+      t.forward(x, DType::bf16),
+      ops::conv_transpose2d(x, t.weight, t.bias,
+                            {.stride = {2, 2}, .padding = {1, 1}, .precision = DType::bf16})));
+  EXPECT_FALSE(test::bitwise_equal(t.forward(x, DType::bf16), t.forward(x)));
+  EXPECT_EQ(c.options().precision, DType::f32);  // the module's own options are unchanged
+}
+
 TEST(BatchNorm2dModule, NamesBuffersAndRunningStatsAsPyTorch) {
   nn::BatchNorm2d bn(4);
   using NS = std::vector<std::pair<std::string, Shape>>;

@@ -35,6 +35,9 @@ class KILN_API Conv2d : public Module {
 
   // x [N, in_channels, H, W] -> [N, out_channels, H_out, W_out].
   Tensor forward(const Tensor& x) const;
+  // The same with the options' `precision` replaced (DType::bf16: bf16 compute from the f32
+  // weights, see ops::Conv2dOptions::precision).
+  Tensor forward(const Tensor& x, DType precision) const;
 
   std::int64_t in_channels() const { return in_channels_; }
   std::int64_t out_channels() const { return out_channels_; }
