@@ -4,7 +4,7 @@
 #include <charconv>
 #include <cmath>
 
-#include <oneapi/tbb/parallel_for.h>
+#include "ops/op_util.hpp"
 
 namespace kiln::optim::detail {
 
@@ -22,17 +22,21 @@ void run_chunks(const std::vector<Chunk>& chunks,
                 const std::function<void(std::size_t, const Chunk&)>& fn) {
   std::int64_t total = 0;
   for (const Chunk& c : chunks) total += c.end - c.begin;
-  // Below a couple of chunks' worth of elements the TBB hand-off costs more than it saves.
+  // Below a couple of chunks' worth of elements a fork/join costs more than it saves.
   if (chunks.size() < 2 || total < 2 * kChunk) {
     for (std::size_t i = 0; i < chunks.size(); ++i) fn(i, chunks[i]);
     return;
   }
-  oneapi::tbb::parallel_for(
-      oneapi::tbb::blocked_range<std::size_t>(0, chunks.size(), 1),
-      [&](const oneapi::tbb::blocked_range<std::size_t>& r) {
-        for (std::size_t i = r.begin(); i != r.end(); ++i) fn(i, chunks[i]);
-      },
-      oneapi::tbb::simple_partitioner());
+  // On the OpenMP team that runs oneDNN's primitives (docs/benchmarks.md, "Threading"): a TBB
+  // worker here had to share its core with that team's spinning thread, so an Adam step ran
+  // almost serially between a training step's primitives.
+  ops::detail::parallel_range(static_cast<std::int64_t>(chunks.size()), 1,
+                              [&](std::int64_t b, std::int64_t e) {
+                                for (std::int64_t i = b; i < e; ++i) {
+                                  const auto k = static_cast<std::size_t>(i);
+                                  fn(k, chunks[k]);
+                                }
+                              });
 }
 
 double decimal(float f) {

@@ -2,8 +2,8 @@
 //
 // Chunks: work over a list of tensors is cut into chunks of at most kChunk elements whose
 // boundaries depend only on the tensor sizes, never on the thread count; chunks run in parallel on
-// TBB. Reductions keep one partial result per chunk and combine them in chunk order, so results are
-// bitwise reproducible for any number of threads.
+// the OpenMP team (ops::detail::parallel_range). Reductions keep one partial result per chunk and
+// combine them in chunk order, so results are bitwise reproducible for any number of threads.
 #pragma once
 
 #include <cstdint>
