@@ -62,6 +62,32 @@ inline VecF vexp(VecF x) {
   return x < lo ? vsplat(0.f) : result;
 }
 
+// ln(1 + u) for u in [0, 1] (e.g. u = e^-|x| in softplus): Cephes' logf polynomial on y = 1 + u,
+// reduced to [sqrt(1/2), sqrt(2)), then the first-order correction for the rounding of 1 + u,
+// ln(1 + u) = ln(y) - ((y - 1) - u) / y, which keeps tiny u exact (y = 1 gives u). Within 2 ulp of
+// std::log1p on [0, 1]. Lanes outside [0, 1] are not meaningful; NaN stays NaN.
+inline VecF vlog1p_unit(VecF u) {
+  const VecF y = u + 1.f;
+  const auto upper = y >= 1.41421356237f;  // reduce: y = 2^e * m, m in [sqrt(1/2), sqrt(2))
+  const VecF e = upper ? vsplat(1.f) : vsplat(0.f);
+  const VecF x = (upper ? y * 0.5f : y) - 1.f;
+  const VecF z = x * x;
+  VecF p = vsplat(7.0376836292e-2f);
+  p = p * x - 1.1514610310e-1f;
+  p = p * x + 1.1676998740e-1f;
+  p = p * x - 1.2420140846e-1f;
+  p = p * x + 1.4249322787e-1f;
+  p = p * x - 1.6668057665e-1f;
+  p = p * x + 2.0000714765e-1f;
+  p = p * x - 2.4999993993e-1f;
+  p = p * x + 3.3333331174e-1f;
+  VecF r = p * x * z;
+  r = r + e * -2.12194440e-4f;
+  r = r - 0.5f * z;
+  const VecF log_y = x + r + e * 0.693359375f;
+  return log_y - ((y - 1.f) - u) / y;
+}
+
 // Scalar e^x with exactly the vector kernel's rounding (used for loop tails).
 inline float exp_small(float x) {
   return vexp(vsplat(x))[0];
