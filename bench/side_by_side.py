@@ -8,7 +8,8 @@ that load drift on a shared machine hits all of them alike, and print per worklo
 of each configuration and the ratio best Kiln / best PyTorch.
 
 A configuration is (command, environment overrides). `parse(stdout)` turns a command's output
-into {metric: {"value": rate, "unit": unit, "per_cpu_second": rate per process CPU second}}.
+into {metric: {"value": rate, "unit": unit, "per_cpu_second": rate per process CPU second}}
+("per_cpu_second" may be None when a program does not measure it).
 """
 import json
 import os
@@ -71,8 +72,10 @@ def compare(kiln_cfgs, torch_cfgs, rounds, parse, out=sys.stdout):
                 rates[name].setdefault(m, []).append(rec["value"])
                 cpu[name].setdefault(m, []).append(rec["per_cpu_second"])
                 units[m] = rec["unit"]
-                print(f"round {r + 1}: {m}: {name}: {rec['value']:.4g} {rec['unit']} "
-                      f"({rec['per_cpu_second']:.4g} per CPU second)", file=out, flush=True)
+                cpu_note = ("" if rec["per_cpu_second"] is None else
+                            f" ({rec['per_cpu_second']:.4g} per CPU second)")
+                print(f"round {r + 1}: {m}: {name}: {rec['value']:.4g} {rec['unit']}{cpu_note}",
+                      file=out, flush=True)
     print(f"load average (1 min) before {load_before:.1f}, after {os.getloadavg()[0]:.1f}",
           file=out)
     names = list(everything)
@@ -88,11 +91,12 @@ def compare(kiln_cfgs, torch_cfgs, rounds, parse, out=sys.stdout):
         print(f"| {m} | {unit} | {cells} | **{ratio:.2f}×** ({best_k} / {best_t}) |", file=out)
         result[m] = (best_k, best_t, ratio)
     for m, (best_k, best_t, ratio) in result.items():
-        print(json.dumps({"metric": m, "rounds": rounds, "best_kiln": best_k,
-                          "best_pytorch": best_t, "ratio_kiln_over_pytorch": round(ratio, 2),
-                          "per_round_ratios": [round(k / t, 2) for k, t in
-                                               zip(rates[best_k][m], rates[best_t][m])],
-                          "cpu_time_ratio": round(statistics.median(cpu[best_k][m]) /
-                                                  statistics.median(cpu[best_t][m]), 2)}),
-              file=out)
+        rec = {"metric": m, "rounds": rounds, "best_kiln": best_k, "best_pytorch": best_t,
+               "ratio_kiln_over_pytorch": round(ratio, 2),
+               "per_round_ratios": [round(k / t, 2) for k, t in
+                                    zip(rates[best_k][m], rates[best_t][m])]}
+        if None not in cpu[best_k][m] + cpu[best_t][m]:
+            rec["cpu_time_ratio"] = round(statistics.median(cpu[best_k][m]) /
+                                          statistics.median(cpu[best_t][m]), 2)
+        print(json.dumps(rec), file=out)
     return result
