@@ -10,7 +10,6 @@ bench/peers/dcgan.py in the peers README's four configurations (bench/side_by_si
 runs Kiln's generator inference in bf16 (PyTorch stays f32; the issue's goal is stated in f32).
 bench/gan_side_by_side.sh is the older one-thread-count form of this comparison.
 """
-import argparse
 import json
 import os
 import sys
@@ -32,14 +31,8 @@ def parse(stdout):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=0,
-                    help="run both sides with this many threads only (default: every "
-                         "configuration, best against best)")
+    ap = side_by_side.argument_parser(rounds=2, doc=__doc__)
     ap.add_argument("--samples", type=int, default=5)
-    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
-    ap.add_argument("--torch-libdir", default=side_by_side.TORCH_LIBDIR)
     ap.add_argument("--bf16", action="store_true")
     a = ap.parse_args()
     kiln = side_by_side.kiln_configurations(

@@ -12,7 +12,6 @@ bench/transformer_side_by_side.sh is the older form: both sides at 2 threads wit
 OMP_WAIT_POLICY=PASSIVE, which slows Kiln's batch-1 decode (each small GEMM wakes a sleeping
 thread).
 """
-import argparse
 import os
 import sys
 
@@ -33,14 +32,8 @@ def parse(stdout):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=1)
+    ap = side_by_side.argument_parser(rounds=1, doc=__doc__)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0,
-                    help="run both sides with this many threads only (default: every "
-                         "configuration, best against best)")
-    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
-    ap.add_argument("--torch-libdir", default=side_by_side.TORCH_LIBDIR)
     a = ap.parse_args()
     kiln = side_by_side.kiln_configurations(
         lambda t: [os.path.join(a.build, "bench", "bench_transformer_bench"), "speed", "--modes",

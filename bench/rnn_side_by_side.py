@@ -11,7 +11,6 @@ the ratio best Kiln configuration / best PyTorch configuration (bench/side_by_si
 sampling at batch 1 is fastest on one thread (a 2-thread team costs more to wake than the
 work of one step), so both thread counts are always measured.
 """
-import argparse
 import json
 import os
 import sys
@@ -35,14 +34,8 @@ def parse(stdout):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
-    ap.add_argument("--rounds", type=int, default=2)
+    ap = side_by_side.argument_parser(rounds=2, doc=__doc__)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0,
-                    help="run both sides with this many threads only (default: every "
-                         "configuration, best against best)")
-    ap.add_argument("--torch-libdir", default=side_by_side.TORCH_LIBDIR)
     a = ap.parse_args()
     exe = os.path.join(a.build, "plugins", "rnn", "bench_rnn_plugin")
     peer = os.path.join(HERE, "peers", "char_lstm.py")

@@ -11,6 +11,7 @@ A configuration is (command, environment overrides). `parse(stdout)` turns a com
 into {metric: {"value": rate, "unit": unit, "per_cpu_second": rate per process CPU second}}
 ("per_cpu_second" may be None when a program does not measure it).
 """
+import argparse
 import json
 import os
 import statistics
@@ -18,6 +19,23 @@ import subprocess
 import sys
 
 TORCH_LIBDIR = "/usr/lib/x86_64-linux-gnu/openblas-pthread"
+
+
+def argument_parser(rounds, doc=None):
+    """The options every side-by-side script takes: --rounds, --threads (0: every configuration,
+    best against best), --build and --torch-libdir. Scripts add their own on top."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="run both sides with this many threads only (default: every "
+                         "configuration, best against best)")
+    ap.add_argument("--build", default=os.path.join(here, "..", "build"))
+    ap.add_argument("--torch-libdir", default=TORCH_LIBDIR,
+                    help="prepended to LD_LIBRARY_PATH for PyTorch: a folder with OpenBLAS's "
+                         "libblas.so.3")
+    return ap
 
 
 def base_environment():

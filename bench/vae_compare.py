@@ -11,7 +11,6 @@ rates, both report rates per second of process CPU time: on a loaded machine the
 ratio mostly measures how each side copes with preemption, the CPU-time ratio how much work
 each does.
 """
-import argparse
 import json
 import os
 import sys
@@ -28,14 +27,8 @@ def parse(stdout):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0,
-                    help="run both sides with this many threads only (default: every "
-                         "configuration, best against best)")
+    ap = side_by_side.argument_parser(rounds=3, doc=__doc__)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
-    ap.add_argument("--torch-libdir", default=side_by_side.TORCH_LIBDIR)
     a = ap.parse_args()
     kiln = side_by_side.kiln_configurations(
         lambda t: [os.path.join(a.build, "bench", "bench_vae_bench"), "--threads", str(t),
