@@ -12,6 +12,9 @@
 // --reps samples with the worst and best. One JSON line per point.
 //
 //   build/bench_rnn_plugin [--reps 7] [--threads 2] [--points train,sample_b1,sample_b32]
+//                          [--bf16]
+// --bf16 runs the tasks as a pipeline with [compute] precision = "bf16" would: sampling computes
+// the LSTM in bf16; training is f32 either way.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -38,17 +41,18 @@ namespace fs = std::filesystem;
 
 class BenchContext final : public kiln::TaskContext {
  public:
-  explicit BenchContext(fs::path d) : dir_(std::move(d)) {}
+  BenchContext(fs::path d, kiln::DType precision) : dir_(std::move(d)), precision_(precision) {}
   std::string stage_id() const override { return "bench"; }
   fs::path work_dir() const override { return dir_; }
   std::uint64_t seed() const override { return 0; }
-  kiln::DType precision() const override { return kiln::DType::f32; }
+  kiln::DType precision() const override { return precision_; }
   void progress(std::int64_t, std::int64_t, const std::string&) override {}
   bool cancelled() const override { return false; }
   void stream_text(std::string_view) override {}
 
  private:
   fs::path dir_;
+  kiln::DType precision_;
 };
 
 struct Timing {
@@ -76,14 +80,15 @@ Timing measure(const std::function<void()>& fn, int reps, int warmup = 2) {
   return {s[s.size() / 2], s.back(), s.front(), c[c.size() / 2]};
 }
 
-void report(const char* metric, const char* unit, double per_call, const Timing& t) {
+void report(const char* metric, const char* unit, double per_call, const Timing& t,
+            const char* precision) {
   const char* policy = std::getenv("OMP_WAIT_POLICY");
   std::printf(
       "{\"impl\": \"kiln\", \"workload\": \"char_lstm\", \"metric\": \"%s\", \"unit\": \"%s\", "
       "\"value\": %.6g, \"worst\": %.6g, \"best\": %.6g, \"cpu_s_per_call\": %.6g, "
-      "\"per_call\": %.6g, \"threads\": %d, \"omp_wait_policy\": \"%s\"}\n",
+      "\"per_call\": %.6g, \"threads\": %d, \"precision\": \"%s\", \"omp_wait_policy\": \"%s\"}\n",
       metric, unit, per_call / t.median, per_call / t.worst, per_call / t.best, t.cpu, per_call,
-      kiln::num_threads(), policy ? policy : "");
+      kiln::num_threads(), precision, policy ? policy : "");
   std::fflush(stdout);
 }
 
@@ -91,12 +96,18 @@ void report(const char* metric, const char* unit, double per_call, const Timing&
 
 int main(int argc, char** argv) {
   int reps = 7, threads = 2;
+  bool bf16 = false;
   std::string points = "train,sample_b1,sample_b32";
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--reps") reps = std::atoi(argv[i + 1]);
-    if (a == "--threads") threads = std::atoi(argv[i + 1]);
-    if (a == "--points") points = argv[i + 1];
+    if (a == "--bf16") {
+      bf16 = true;
+      continue;
+    }
+    if (i + 1 >= argc) break;
+    if (a == "--reps") reps = std::atoi(argv[++i]);
+    if (a == "--threads") threads = std::atoi(argv[++i]);
+    if (a == "--points") points = argv[++i];
   }
   kiln::set_num_threads(threads);
   const fs::path dir = fs::temp_directory_path() / ("kiln_rnn_bench_" + std::to_string(::getpid()));
@@ -107,7 +118,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 32 * 128 * 8 + 1; ++i) text += static_cast<char>(32 + rng.below(95));
   text += '\n';  // 95 printable + newline = 96
   { std::ofstream(dir / "text.txt", std::ios::binary) << text; }
-  BenchContext ctx(dir);
+  BenchContext ctx(dir, bf16 ? kiln::DType::bf16 : kiln::DType::f32);
   using PV = kiln::ParamValue;
   const kiln::Params tp = kiln::Params::resolve(
       kiln_rnn::train_param_specs(), kiln::Params({{"data", PV((dir / "text.txt").string())},
@@ -132,7 +143,7 @@ int main(int argc, char** argv) {
           ++step;
         },
         reps);
-    report("train_step_b32_t128", "step/s", 1.0, t);
+    report("train_step_b32_t128", "step/s", 1.0, t, "f32");
   }
   const kiln::Checkpoint model = train.export_model();
   kiln::save_safetensors(dir / "model.safetensors", model.tensors, model.metadata);
@@ -149,7 +160,8 @@ int main(int argc, char** argv) {
     for (std::int64_t i = 0; i < n; ++i) idx.push_back(i);
     std::uint64_t seed = 0;
     const Timing t = measure([&] { g->as_generate()->generate({idx, seed++}); }, reps, 1);
-    report(("sample_b" + std::to_string(n)).c_str(), "char/s", 256.0 * static_cast<double>(n), t);
+    report(("sample_b" + std::to_string(n)).c_str(), "char/s", 256.0 * static_cast<double>(n), t,
+           bf16 ? "bf16" : "f32");
   }
   std::error_code ec;
   fs::remove_all(dir, ec);

@@ -4,6 +4,8 @@
 // replaced or an error (`unknown`), and counted in `skipped_chars`. The text is read as `streams`
 // contiguous parts, each in chunks of seq_len characters with the state carried; the first
 // character of each part is not predicted. streams = 1 scores the text exactly as one sequence.
+// With [compute] precision = "bf16" the recurrent layers compute in bf16 (CharRnn), which is how
+// the cost of bf16 sampling in bits per character is measured.
 #include <cmath>
 
 #include "kiln/error.hpp"
@@ -20,7 +22,9 @@ using kiln::ParamSpec;
 class EvaluateTask final : public kiln::RunTask {
  public:
   EvaluateTask(const Params& p, kiln::TaskContext& ctx)
-      : params_(p), ctx_(ctx), model_(load_model(p.string("model"))) {}
+      : params_(p), ctx_(ctx), model_(load_model(p.string("model"))) {
+    model_.net->set_compute_dtype(ctx.precision());
+  }
 
   std::vector<kiln::Artifact> run() override {
     const kiln::text::Corpus corpus =

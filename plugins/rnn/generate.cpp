@@ -6,7 +6,8 @@
 // stop string or max_tokens. Sequences that have finished keep being computed (their rows are
 // ignored) so the batch shape never changes. An empty prompt primes the model with a newline
 // (or the first vocabulary character when the text had no newline); the primer is not part of
-// the output.
+// the output. With [compute] precision = "bf16" the recurrent layers compute in bf16
+// (ops::lstm / ops::gru with DType::bf16); the embedding, the head and the sampling stay f32.
 #include <algorithm>
 
 #include "kiln/autograd.hpp"
@@ -44,6 +45,7 @@ class GenerateTask final : public kiln::GenerateTask {
         ctx_(ctx),
         model_(load_model(p.string("model"))),
         sampler_(kiln::decoding::config_from(p)) {
+    model_.net->set_compute_dtype(ctx.precision());
     const kiln::text::Unknown unknown = kiln::text::parse_unknown(p.string("unknown"));
     prompt_text_ = p.string("prompt");
     try {

@@ -86,8 +86,8 @@ Tensor CharRnn::forward(const Tensor& ids_tn, const RnnState& state, RnnState& o
   Tensor x = embed->forward(ids_tn);  // [T, N, E]
   kiln::ops::RnnOutput o =
       lstm_ != nullptr
-          ? kiln::ops::lstm(x, state.h, state.c, rnn->weights(), cfg_.dropout, train, rng)
-          : kiln::ops::gru(x, state.h, rnn->weights(), cfg_.dropout, train, rng);
+          ? kiln::ops::lstm(x, state.h, state.c, rnn->weights(), compute_, cfg_.dropout, train, rng)
+          : kiln::ops::gru(x, state.h, rnn->weights(), compute_, cfg_.dropout, train, rng);
   out.h = o.h;
   out.c = o.c;
   Tensor y = o.y.reshape({T * N, cfg_.hidden});

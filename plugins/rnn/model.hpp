@@ -43,6 +43,10 @@ class CharRnn : public kiln::nn::Module {
   CharRnn(const ModelConfig& cfg, kiln::Generator& gen);
   const ModelConfig& config() const { return cfg_; }
   bool is_lstm() const { return lstm_ != nullptr; }
+  // The recurrent layers' compute precision: f32 (the default), or bf16 for inference
+  // (ops::lstm / ops::gru with DType::bf16; the embedding and the head stay f32).
+  void set_compute_dtype(kiln::DType dt) { compute_ = dt; }
+  kiln::DType compute_dtype() const { return compute_; }
 
   // ids [T, N] (s64) -> logits [T * N, V] (time-major rows), and the final state. `rng` draws the
   // dropout masks in training mode (may be null otherwise).
@@ -55,6 +59,7 @@ class CharRnn : public kiln::nn::Module {
 
  private:
   ModelConfig cfg_;
+  kiln::DType compute_ = kiln::DType::f32;
   kiln::nn::LSTM* lstm_ = nullptr;
   kiln::nn::GRU* gru_ = nullptr;
 };

@@ -238,6 +238,16 @@ KILN_API RnnOutput lstm(const Tensor& x, const Tensor& h0, const Tensor& c0, con
                         float dropout = 0.f, bool training = false, Philox* rng = nullptr);
 KILN_API RnnOutput gru(const Tensor& x, const Tensor& h0, const RnnWeights& w, float dropout = 0.f,
                        bool training = false, Philox* rng = nullptr);
+// The same with a compute precision. DType::bf16 runs oneDNN's bf16 RNN primitives: the layer
+// inputs and outputs, the hidden states and the weights in bf16 (each weight's packed bf16 copy
+// is cached on it until it is written), the LSTM cell state, the biases and the accumulation in
+// f32; the results are f32. It is for inference: when an input or a weight requires a gradient,
+// bf16 is an error. DType::f32 is the overloads above.
+KILN_API RnnOutput lstm(const Tensor& x, const Tensor& h0, const Tensor& c0, const RnnWeights& w,
+                        DType precision, float dropout = 0.f, bool training = false,
+                        Philox* rng = nullptr);
+KILN_API RnnOutput gru(const Tensor& x, const Tensor& h0, const RnnWeights& w, DType precision,
+                       float dropout = 0.f, bool training = false, Philox* rng = nullptr);
 
 // ---------------------------------------------------------------- losses
 KILN_API Tensor mse_loss(const Tensor& pred, const Tensor& target,

@@ -58,27 +58,40 @@ std::int64_t torch_gate(Cell c, std::int64_t g) {
 // One layer's problem.
 struct LayerShape {
   std::int64_t T, N, I, H;
-  bool has_iter;  // initial states given (else oneDNN uses zeros)
+  bool has_iter;      // initial states given (else oneDNN uses zeros)
+  bool bf16 = false;  // bf16 layer input/output, hidden state and weights (inference only)
 };
+
+memory::data_type data_dt(const LayerShape& s) {
+  return s.bf16 ? memory::data_type::bf16 : kF32;
+}
 
 PrimitiveKey layer_key(Cell c, std::int64_t kind, const LayerShape& s) {
   PrimitiveKey k;
   k.add(static_cast<std::int64_t>(c)).add(kind).add(s.T).add(s.N).add(s.I).add(s.H);
-  k.add(s.has_iter ? 1 : 0);
+  k.add(s.has_iter ? 1 : 0).add(s.bf16 ? 1 : 0);
   return k;
 }
 
-memory::desc tnc(std::int64_t T, std::int64_t N, std::int64_t C) {
-  return memory::desc({T, N, C}, kF32, tag::tnc);
+memory::desc tnc(std::int64_t T, std::int64_t N, std::int64_t C, memory::data_type dt = kF32) {
+  return memory::desc({T, N, C}, dt, tag::tnc);
 }
+// The hidden state (in the layer's data type) and the LSTM cell state (always f32).
 memory::desc iter_md(const LayerShape& s) {
+  return s.has_iter ? memory::desc({1, 1, s.N, s.H}, data_dt(s), tag::ldnc) : memory::desc();
+}
+memory::desc iter_c_md(const LayerShape& s) {
   return s.has_iter ? memory::desc({1, 1, s.N, s.H}, kF32, tag::ldnc) : memory::desc();
 }
 memory::desc state_md(const LayerShape& s) {
+  return memory::desc({1, 1, s.N, s.H}, data_dt(s), tag::ldnc);
+}
+memory::desc state_c_md(const LayerShape& s) {
   return memory::desc({1, 1, s.N, s.H}, kF32, tag::ldnc);
 }
-memory::desc weights_any(std::int64_t in, std::int64_t gates, std::int64_t H) {
-  return memory::desc({1, 1, in, gates, H}, kF32, tag::any);
+memory::desc weights_any(std::int64_t in, std::int64_t gates, std::int64_t H,
+                         memory::data_type dt = kF32) {
+  return memory::desc({1, 1, in, gates, H}, dt, tag::any);
 }
 memory::desc bias_md(Cell c, std::int64_t H) {
   return memory::desc({1, 1, spec(c).bias_gates, H}, kF32, tag::ldgo);
@@ -120,17 +133,19 @@ void* scratchpad(std::size_t nbytes) {
 }
 
 dnnl::lstm_forward::primitive_desc lstm_fwd_pd(dnnl::prop_kind prop, const LayerShape& s) {
-  dnnl::lstm_forward::desc d(prop, kDir, tnc(s.T, s.N, s.I), iter_md(s), iter_md(s),
-                             weights_any(s.I, 4, s.H), weights_any(s.H, 4, s.H),
-                             bias_md(Cell::lstm, s.H), tnc(s.T, s.N, s.H), state_md(s),
-                             state_md(s));
+  const memory::data_type dt = data_dt(s);
+  dnnl::lstm_forward::desc d(prop, kDir, tnc(s.T, s.N, s.I, dt), iter_md(s), iter_c_md(s),
+                             weights_any(s.I, 4, s.H, dt), weights_any(s.H, 4, s.H, dt),
+                             bias_md(Cell::lstm, s.H), tnc(s.T, s.N, s.H, dt), state_md(s),
+                             state_c_md(s));
   return {d, user_scratchpad(), dnnl_engine()};
 }
 
 dnnl::lbr_gru_forward::primitive_desc gru_fwd_pd(dnnl::prop_kind prop, const LayerShape& s) {
-  dnnl::lbr_gru_forward::desc d(prop, kDir, tnc(s.T, s.N, s.I), iter_md(s),
-                                weights_any(s.I, 3, s.H), weights_any(s.H, 3, s.H),
-                                bias_md(Cell::gru, s.H), tnc(s.T, s.N, s.H), state_md(s));
+  const memory::data_type dt = data_dt(s);
+  dnnl::lbr_gru_forward::desc d(prop, kDir, tnc(s.T, s.N, s.I, dt), iter_md(s),
+                                weights_any(s.I, 3, s.H, dt), weights_any(s.H, 3, s.H, dt),
+                                bias_md(Cell::gru, s.H), tnc(s.T, s.N, s.H, dt), state_md(s));
   return {d, user_scratchpad(), dnnl_engine()};
 }
 
@@ -260,7 +275,7 @@ Tensor tensor_over(const std::shared_ptr<Storage>& st, const Shape& shape, const
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = st;
   impl->shape = shape;
-  impl->dtype = DType::f32;
+  impl->dtype = from_dnnl(md.data_type());
   if (is_plain_desc(md, shape)) {
     impl->strides = contiguous_strides(shape);
   } else {
@@ -463,9 +478,15 @@ struct Saved {
 const float* layer_ptr(const Tensor& t, std::int64_t l, std::int64_t n) {
   return t.defined() ? t.data<float>() + l * n : nullptr;
 }
+// Layer l's slice of a contiguous [L, N, H] state of any data type.
+void* layer_bytes(const Tensor& t, std::int64_t l, std::int64_t n) {
+  return static_cast<char*>(t.raw_data()) + static_cast<std::size_t>(l * n) * dtype_size(t.dtype());
+}
 
 // Runs every layer forward. Fills `out` and, when `saved` is given, what backward needs.
-void run_forward(const Problem& p, const Tensor& x, const Tensor& h0, const Tensor& c0,
+// `bf16` (inference only): layer inputs and outputs, hidden states and weights in bf16; the
+// LSTM cell state and the biases stay f32, and the results are returned in f32.
+void run_forward(const Problem& p, bool bf16, const Tensor& x, const Tensor& h0, const Tensor& c0,
                  const RnnWeights& w, float dropout, bool training, Philox* rng, Saved* saved,
                  RnnOutput& out) {
   const bool lstm = p.cell == Cell::lstm;
@@ -475,27 +496,30 @@ void run_forward(const Problem& p, const Tensor& x, const Tensor& h0, const Tens
   const std::int64_t state = p.N * p.H;
   out.h = Tensor::empty({p.L, p.N, p.H});
   if (lstm) out.c = Tensor::empty({p.L, p.N, p.H});
-  Tensor cur = x;
+  const DType dt = bf16 ? DType::bf16 : DType::f32;
+  const Tensor h_in = bf16 && has_iter ? h0.to(dt).contiguous() : h0;
+  const Tensor h_out = bf16 ? Tensor::empty({p.L, p.N, p.H}, dt) : out.h;
+  Tensor cur = bf16 ? x.to(dt).contiguous() : x;
   for (std::int64_t l = 0; l < p.L; ++l) {
     const std::size_t li = static_cast<std::size_t>(l);
-    const LayerShape s{p.T, p.N, l == 0 ? p.I : p.H, p.H, has_iter};
+    const LayerShape s{p.T, p.N, l == 0 ? p.I : p.H, p.H, has_iter, bf16};
     FwdEntry& e = fwd_entry(p.cell, prop, s);
     const Tensor wl = prepared_weight(p.cell, w.w_ih[li], e.a.md(DNNL_ARG_WEIGHTS_LAYER));
     const Tensor wi = prepared_weight(p.cell, w.w_hh[li], e.a.md(DNNL_ARG_WEIGHTS_ITER));
     const Tensor bias = fused_bias(p.cell, w.b_ih.empty() ? Tensor() : w.b_ih[li],
                                    w.b_hh.empty() ? Tensor() : w.b_hh[li], p.H);
-    Tensor y = Tensor::empty({p.T, p.N, p.H});
+    Tensor y = Tensor::empty({p.T, p.N, p.H}, dt);
     Tensor ws;
     e.a.set(DNNL_ARG_SRC_LAYER, cur.raw_data());
     if (has_iter) {
-      e.a.set(DNNL_ARG_SRC_ITER, layer_ptr(h0, l, state));
+      e.a.set(DNNL_ARG_SRC_ITER, layer_bytes(h_in, l, state));
       if (lstm) e.a.set(DNNL_ARG_SRC_ITER_C, layer_ptr(c0, l, state));
     }
     e.a.set(DNNL_ARG_WEIGHTS_LAYER, wl.raw_data());
     e.a.set(DNNL_ARG_WEIGHTS_ITER, wi.raw_data());
     e.a.set(DNNL_ARG_BIAS, bias.raw_data());
     e.a.set(DNNL_ARG_DST_LAYER, y.raw_data());
-    e.a.set(DNNL_ARG_DST_ITER, out.h.data<float>() + l * state);
+    e.a.set(DNNL_ARG_DST_ITER, layer_bytes(h_out, l, state));
     if (lstm) e.a.set(DNNL_ARG_DST_ITER_C, out.c.data<float>() + l * state);
     if (saved) {
       ws = Tensor::empty({static_cast<std::int64_t>(e.ws_md.get_size())}, DType::u8);
@@ -505,12 +529,17 @@ void run_forward(const Problem& p, const Tensor& x, const Tensor& h0, const Tens
     Tensor mask, next = y;
     if (training && dropout > 0.f && l + 1 < p.L) {
       mask = dropout_mask(y.shape(), dropout, *rng);
-      next = apply_mask(y, mask);
+      next = bf16 ? apply_mask(y.to(DType::f32), mask).to(dt) : apply_mask(y, mask);
     }
     if (saved) saved->layers.push_back({cur, y, ws, mask});
     cur = next;
   }
-  out.y = cur;
+  if (bf16) {
+    out.y = cur.to(DType::f32);
+    out.h = h_out.to(DType::f32);
+  } else {
+    out.y = cur;
+  }
 }
 
 // A weight gradient laid out [G*H, in] with oneDNN's gate order, put into PyTorch's (the GRU
@@ -629,8 +658,11 @@ TensorList run_backward(const Saved& sv, const TensorList& grads, const std::vec
 }
 
 RnnOutput rnn(Cell cell, const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
-              const RnnWeights& w, float dropout, bool training, Philox* rng) {
+              const RnnWeights& w, float dropout, bool training, Philox* rng, DType precision) {
   const Problem p = validate(cell, x_in, h0_in, c0_in, w, dropout, training, rng);
+  KILN_CHECK(precision == DType::f32 || precision == DType::bf16, spec(cell).name,
+             ": precision must be f32 or bf16, got ", dtype_name(precision));
+  const bool bf16 = precision == DType::bf16;
   const bool lstm = cell == Cell::lstm;
   const std::size_t L = static_cast<std::size_t>(p.L);
   const char* op = spec(cell).name;
@@ -644,6 +676,9 @@ RnnOutput rnn(Cell cell, const Tensor& x_in, const Tensor& h0_in, const Tensor& 
     for (std::size_t l = 0; l < L; ++l) inputs.push_back(list->empty() ? Tensor() : (*list)[l]);
   }
   const bool grad = needs_grad(inputs);
+  KILN_CHECK(!(bf16 && grad), spec(cell).name,
+             ": bf16 precision is for inference; an input or weight requires a gradient here "
+             "(train in f32, or run under NoGradGuard / detach the inputs)");
   // Missing initial states are zeros. Without any, inference tells oneDNN so (no state memory);
   // training always passes explicit zeros, because oneDNN 2.6's backward computes a wrong
   // recurrent-weight gradient when the primitive has no src_iter.
@@ -658,7 +693,7 @@ RnnOutput rnn(Cell cell, const Tensor& x_in, const Tensor& h0_in, const Tensor& 
   auto saved = grad ? std::make_shared<Saved>() : nullptr;
   {
     NoGradGuard ng;
-    run_forward(p, x.detach(), h0d, c0d, w, dropout, training, rng, saved.get(), out);
+    run_forward(p, bf16, x.detach(), h0d, c0d, w, dropout, training, rng, saved.get(), out);
   }
   if (!grad) return out;
 
@@ -691,12 +726,22 @@ RnnOutput rnn(Cell cell, const Tensor& x_in, const Tensor& h0_in, const Tensor& 
 
 RnnOutput lstm(const Tensor& x, const Tensor& h0, const Tensor& c0, const RnnWeights& w,
                float dropout, bool training, Philox* rng) {
-  return rnn(Cell::lstm, x, h0, c0, w, dropout, training, rng);
+  return rnn(Cell::lstm, x, h0, c0, w, dropout, training, rng, DType::f32);
+}
+
+RnnOutput lstm(const Tensor& x, const Tensor& h0, const Tensor& c0, const RnnWeights& w,
+               DType precision, float dropout, bool training, Philox* rng) {
+  return rnn(Cell::lstm, x, h0, c0, w, dropout, training, rng, precision);
 }
 
 RnnOutput gru(const Tensor& x, const Tensor& h0, const RnnWeights& w, float dropout, bool training,
               Philox* rng) {
-  return rnn(Cell::gru, x, h0, Tensor(), w, dropout, training, rng);
+  return rnn(Cell::gru, x, h0, Tensor(), w, dropout, training, rng, DType::f32);
+}
+
+RnnOutput gru(const Tensor& x, const Tensor& h0, const RnnWeights& w, DType precision,
+              float dropout, bool training, Philox* rng) {
+  return rnn(Cell::gru, x, h0, Tensor(), w, dropout, training, rng, precision);
 }
 
 }  // namespace kiln::ops

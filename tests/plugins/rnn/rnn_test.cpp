@@ -22,11 +22,13 @@ using kiln::Tensor;
 
 class TestContext final : public kiln::TaskContext {
  public:
-  explicit TestContext(fs::path dir, std::uint64_t seed = 3) : dir_(std::move(dir)), seed_(seed) {}
+  explicit TestContext(fs::path dir, std::uint64_t seed = 3,
+                       kiln::DType precision = kiln::DType::f32)
+      : dir_(std::move(dir)), seed_(seed), precision_(precision) {}
   std::string stage_id() const override { return "test"; }
   fs::path work_dir() const override { return dir_; }
   std::uint64_t seed() const override { return seed_; }
-  kiln::DType precision() const override { return kiln::DType::f32; }
+  kiln::DType precision() const override { return precision_; }
   void progress(std::int64_t, std::int64_t, const std::string&) override {}
   bool cancelled() const override { return false; }
   void stream_text(std::string_view chunk) override { streamed += chunk; }
@@ -35,6 +37,7 @@ class TestContext final : public kiln::TaskContext {
  private:
   fs::path dir_;
   std::uint64_t seed_;
+  kiln::DType precision_;
 };
 
 Params resolve(const std::vector<kiln::ParamSpec>& spec,
@@ -93,9 +96,10 @@ Trained train_tiny(const kiln::test::TempDir& dir, const std::string& text, int 
 
 std::vector<kiln::Artifact> generate(const fs::path& model, std::vector<std::int64_t> indices,
                                      std::map<std::string, kiln::ParamValue> extra,
-                                     std::uint64_t seed = 11, std::string* streamed = nullptr) {
+                                     std::uint64_t seed = 11, std::string* streamed = nullptr,
+                                     kiln::DType precision = kiln::DType::f32) {
   extra["model"] = model.string();
-  TestContext ctx(model.parent_path());
+  TestContext ctx(model.parent_path(), 3, precision);
   auto task = make_generate_task(resolve(generate_param_specs(), extra), ctx);
   auto out = task->as_generate()->generate({std::move(indices), seed});
   if (streamed) *streamed = ctx.streamed;
@@ -241,6 +245,41 @@ TEST(RnnGenerate, SameSeedSameTextAndIndependentOfTheBatch) {
   int same = 0;
   for (std::size_t i = 0; i < 4; ++i) same += all[i].text == other[i].text;
   EXPECT_LT(same, 4);
+}
+
+TEST(RnnGenerate, Bf16IsReproducibleAndFollowsTheModel) {
+  kiln::test::TempDir dir;
+  const Trained t = train_tiny(dir, repeated("abc", 200), 25);
+  const kiln::DType bf16 = kiln::DType::bf16;
+  const std::map<std::string, kiln::ParamValue> opts = {{"prompt", std::string("ab")},
+                                                        {"max_tokens", std::int64_t{30}}};
+  const auto a = generate(t.model, {0, 1, 2}, opts, 11, nullptr, bf16);
+  const auto b = generate(t.model, {0, 1, 2}, opts, 11, nullptr, bf16);
+  ASSERT_EQ(a.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(a[i].text, b[i].text);
+  const auto greedy =
+      generate(t.model, {0},
+               {{"prompt", std::string("ab")}, {"greedy", true}, {"max_tokens", std::int64_t{8}}},
+               11, nullptr, bf16);
+  EXPECT_EQ(greedy[0].text.substr(0, 8), "abcabcab");
+}
+
+TEST(RnnEvaluate, Bf16ScoresWithinAHundredthOfABitOfF32) {
+  kiln::test::TempDir dir;
+  const Trained t = train_tiny(dir, repeated("hello world, hello kiln.\n", 40), 20);
+  write(dir / "eval.txt", repeated("hello kiln, hello world.\n", 8));
+  auto bpc = [&](kiln::DType precision) {
+    TestContext ctx(dir.path(), 3, precision);
+    auto task =
+        make_evaluate_task(resolve(evaluate_param_specs(), {{"model", t.model.string()},
+                                                            {"data", (dir / "eval.txt").string()},
+                                                            {"streams", std::int64_t{1}}}),
+                           ctx);
+    return task->as_run()->run().at(0).metrics.at("bpc");
+  };
+  const double f32 = bpc(kiln::DType::f32), bf16 = bpc(kiln::DType::bf16);
+  EXPECT_NE(f32, bf16);  // the recurrent layers really ran in bf16
+  EXPECT_NEAR(bf16, f32, 0.01);
 }
 
 TEST(RnnGenerate, PromptStreamingStopStringsAndUnknownCharacters) {

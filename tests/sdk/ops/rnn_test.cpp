@@ -332,6 +332,130 @@ TEST(Rnn, StridedWeightsAndInputs) {
   }
 }
 
+// ------------------------------------------------------------------ bf16 inference
+
+void expect_error(const std::function<void()>& f, const std::string& needle);  // below
+
+Tensor bf16_round(const Tensor& t) {
+  return t.defined() ? t.to(DType::bf16).to(DType::f32) : t;
+}
+
+// What oneDNN's bf16 RNN computes, emulated with the f32 op one layer and one step at a time:
+// weights, the input and every hidden state rounded to bf16 (each layer's output is its hidden
+// state, so the next layer reads it rounded too); biases, the cell state and the arithmetic f32.
+ops::RnnOutput bf16_reference(Kind k, const Tensor& x, const Tensor& h0, const Tensor& c0,
+                              const ops::RnnWeights& w) {
+  const std::int64_t L = static_cast<std::int64_t>(w.w_ih.size());
+  const std::int64_t T = x.size(0), N = x.size(1), H = w.w_hh[0].size(1);
+  Tensor in = bf16_round(x);
+  TensorList hs, cs;
+  for (std::int64_t l = 0; l < L; ++l) {
+    const std::size_t i = static_cast<std::size_t>(l);
+    const ops::RnnWeights wl{
+        {bf16_round(w.w_ih[i])}, {bf16_round(w.w_hh[i])}, {w.b_ih[i]}, {w.b_hh[i]}};
+    Tensor h = h0.defined() ? bf16_round(h0.slice(0, l, l + 1)) : Tensor::zeros({1, N, H});
+    Tensor c = c0.defined() ? c0.slice(0, l, l + 1) : Tensor::zeros({1, N, H});
+    TensorList ys;
+    for (std::int64_t t = 0; t < T; ++t) {
+      const ops::RnnOutput o = run(k, in.slice(0, t, t + 1), h, k == Kind::lstm ? c : Tensor(), wl);
+      h = bf16_round(o.h);
+      c = o.c;
+      ys.push_back(h);
+    }
+    in = ops::concat(ys, 0);
+    hs.push_back(h);
+    cs.push_back(c);
+  }
+  ops::RnnOutput r;
+  r.y = in;
+  r.h = ops::concat(hs, 0);
+  if (k == Kind::lstm) r.c = ops::concat(cs, 0);
+  return r;
+}
+
+ops::RnnOutput run_bf16(Kind k, const Tensor& x, const Tensor& h0, const Tensor& c0,
+                        const ops::RnnWeights& w) {
+  return k == Kind::lstm ? ops::lstm(x, h0, c0, w, DType::bf16) : ops::gru(x, h0, w, DType::bf16);
+}
+
+TEST(Rnn, Bf16MatchesARoundedF32Reference) {
+  for (Kind k : {Kind::lstm, Kind::gru}) {
+    for (bool state : {true, false}) {
+      SCOPED_TRACE(std::string(k == Kind::lstm ? "lstm" : "gru") + (state ? " with" : " without") +
+                   " initial state");
+      NoGradGuard ng;
+      const ops::RnnWeights w = random_weights(k, 24, 40, 2, 90);
+      const Tensor x = test::random_tensor({9, 5, 24}, 15);
+      const Tensor h0 = state ? test::random_tensor({2, 5, 40}, 16) : Tensor();
+      const Tensor c0 = state ? test::random_tensor({2, 5, 40}, 17) : Tensor();
+      const ops::RnnOutput o = run_bf16(k, x, h0, c0, w);
+      const ops::RnnOutput ref = bf16_reference(k, x, h0, c0, w);
+      EXPECT_EQ(o.y.dtype(), DType::f32);
+      EXPECT_EQ(o.y.shape(), (Shape{9, 5, 40}));
+      EXPECT_EQ(o.h.shape(), (Shape{2, 5, 40}));
+      // On this machine the two agree exactly. Another summation order could round a hidden
+      // value lying at a bf16 tie the other way: one bf16 step (2^-8 relative) apart.
+      EXPECT_TRUE(test::all_close(o.y, ref.y, 4e-3f, 1e-4f));
+      EXPECT_TRUE(test::all_close(o.h, ref.h, 4e-3f, 1e-4f));
+      if (k == Kind::lstm) {
+        EXPECT_TRUE(test::all_close(o.c, ref.c, 4e-3f, 1e-4f));
+      } else {
+        EXPECT_FALSE(o.c.defined());
+      }
+      // And it is not the f32 result: the rounding is real.
+      const ops::RnnOutput f32 = run(k, x, h0, c0, w);
+      EXPECT_FALSE(test::all_close(o.y, f32.y, 1e-5f, 1e-6f));
+      EXPECT_TRUE(test::all_close(o.y, f32.y, 5e-2f, 2e-2f));
+    }
+  }
+}
+
+TEST(Rnn, Bf16StepByStepMatchesWholeSequence) {
+  for (Kind k : {Kind::lstm, Kind::gru}) {
+    NoGradGuard ng;
+    const ops::RnnWeights w = random_weights(k, 8, 16, 2, 95);
+    const Tensor x = test::random_tensor({6, 3, 8}, 18);
+    const ops::RnnOutput whole = run_bf16(k, x, Tensor(), Tensor(), w);
+    Tensor h, c;
+    for (std::int64_t t = 0; t < 6; ++t) {
+      const ops::RnnOutput step = run_bf16(k, x.slice(0, t, t + 1), h, c, w);
+      // The state handed back in f32 is exactly the bf16 state the primitive keeps.
+      EXPECT_TRUE(test::all_close(step.y.select(0, 0), whole.y.select(0, t), 0.f, 0.f));
+      h = step.h;
+      c = step.c;
+    }
+    EXPECT_TRUE(test::all_close(h, whole.h, 0.f, 0.f));
+    if (k == Kind::lstm) {
+      EXPECT_TRUE(test::all_close(c, whole.c, 1e-6f, 1e-7f));
+    }
+  }
+}
+
+TEST(Rnn, Bf16SeesWeightUpdates) {
+  NoGradGuard ng;
+  ops::RnnWeights w = random_weights(Kind::lstm, 5, 8, 2, 97);
+  const Tensor x = test::random_tensor({4, 3, 5}, 19);
+  const ops::RnnOutput before = ops::lstm(x, Tensor(), Tensor(), w, DType::bf16);
+  w.w_hh[1].copy_(test::random_tensor(w.w_hh[1].shape(), 98));
+  const ops::RnnOutput after = ops::lstm(x, Tensor(), Tensor(), w, DType::bf16);
+  ops::RnnWeights fresh = w;
+  fresh.w_hh[1] = w.w_hh[1].clone();
+  const ops::RnnOutput ref = ops::lstm(x, Tensor(), Tensor(), fresh, DType::bf16);
+  EXPECT_FALSE(test::all_close(after.y, before.y));
+  EXPECT_TRUE(test::all_close(after.y, ref.y, 0.f, 0.f));
+}
+
+TEST(Rnn, Bf16IsForInferenceOnly) {
+  const ops::RnnWeights w = random_weights(Kind::lstm, 5, 6, 1, 99, true);
+  const Tensor x = test::random_tensor({2, 3, 5}, 20);
+  expect_error([&] { ops::lstm(x, Tensor(), Tensor(), w, DType::bf16); },
+               "lstm: bf16 precision is for inference; an input or weight requires a gradient");
+  expect_error([&] { ops::lstm(x, Tensor(), Tensor(), w, DType::s32); },
+               "lstm: precision must be f32 or bf16, got s32");
+  NoGradGuard ng;
+  EXPECT_NO_THROW(ops::lstm(x, Tensor(), Tensor(), w, DType::bf16));
+}
+
 // ------------------------------------------------------------------ dropout
 
 TEST(Rnn, DropoutIsDeterministicPerGenerator) {
