@@ -3,7 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <limits>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "kiln/tensor.hpp"
@@ -32,6 +37,38 @@ TEST(TensorAlloc, EveryOutputIs64ByteAlignedAndWritable) {
       EXPECT_EQ(x.to_vector().front(), 3.f);
     }
   }
+}
+
+// The VmFlags line of the mapping of this process that holds address a ("" when none does).
+std::string vm_flags_at(std::uintptr_t a) {
+  std::ifstream f("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(f, line)) {
+    std::uintptr_t lo = 0, hi = 0;
+    char dash = 0;
+    std::istringstream head(line);
+    if (head >> std::hex >> lo >> dash >> hi && dash == '-') {
+      inside = lo <= a && a < hi;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      return line;
+    }
+  }
+  return "";
+}
+
+TEST(TensorAlloc, LargeTensorsAreAdvisedIntoHugePages) {
+  if (!std::filesystem::exists("/sys/kernel/mm/transparent_hugepage/enabled")) {
+    GTEST_SKIP() << "this kernel has no transparent huge pages";
+  }
+  ASSERT_EQ(std::getenv("KILN_HUGE_PAGES"), nullptr) << "the test needs the default";
+  Tensor big = Tensor::empty({3 << 20});  // 12 MiB: at least four whole 2 MiB pages inside
+  const auto start = reinterpret_cast<std::uintptr_t>(big.raw_data());
+  const std::uintptr_t page = std::uintptr_t{2} << 20;
+  const std::uintptr_t inside = (start + page - 1) / page * page + page;  // a page wholly inside
+  const std::string flags = vm_flags_at(inside);
+  ASSERT_FALSE(flags.empty()) << "no mapping holds the tensor's data in /proc/self/smaps";
+  EXPECT_NE((flags + " ").find(" hg "), std::string::npos) << flags;  // "hg": MADV_HUGEPAGE
 }
 
 TEST(TensorAlloc, ViewsKeepSmallStorageAlive) {
