@@ -8,7 +8,10 @@
 // (docs/benchmarks.md, "Decoding GEMV"). Each thread takes a contiguous run of rows.
 //
 // bf16 weights: x is rounded to bf16 first, as the matmul primitive does (both operands bf16,
-// f32 accumulation), so the result does not depend on which path ran.
+// f32 accumulation), so the result does not depend on which path ran. Where the CPU has
+// AVX512-BF16 (Zen 4 and later, Cooper Lake, Sapphire Rapids) the bf16 kernel multiplies with
+// vdpbf16ps; it streamed GPT-2 small's decoding weights 6-19% faster than widening each weight
+// to f32 (8 alternating rounds in one process, 2 threads, 23-28 against 26-31.5 GB/s).
 #include "ops/gemv.hpp"
 
 #include <algorithm>
@@ -18,6 +21,7 @@
 #include <immintrin.h>
 #define KILN_GEMV_X86 1
 #define KILN_AVX2 __attribute__((target("avx2,fma")))
+#define KILN_AVX512BF16 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bf16")))
 #endif
 
 #include "kiln/dtype.hpp"
@@ -101,6 +105,61 @@ void rows(int m, const float* x, const W* w, const float* bias, float* y, std::i
   }
 }
 
+// The same for bf16 weights with AVX512-BF16: xb is x already rounded to bf16 (m rows, k apart),
+// and vdpbf16ps multiplies 16 weight / x pairs exactly and adds them into 8 f32 lanes, one rounding
+// per product (two per lane and instruction), so one instruction does the work of four in
+// dot_rows (widen, shift, FMA per 8 weights). 256-bit registers: Zen 4 splits 512-bit ones.
+// Four chains per row, both G in the same order as in dot_rows.
+template <int G>
+KILN_AVX512BF16 void dot_rows_dpbf16(const std::uint16_t* xb, const std::uint16_t* wr, float bias,
+                                     float* y, std::int64_t k, std::int64_t ldy) {
+  const std::int64_t k64 = k - k % 64, k16 = k - k % 16;
+  __m256 a[G][4];
+  for (int r = 0; r < G; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm256_setzero_ps();
+  auto ld = [](const std::uint16_t* p) {
+    return (__m256bh)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  };
+  std::int64_t i = 0;
+  for (; i < k64; i += 64) {
+    const __m256bh w0 = ld(wr + i), w1 = ld(wr + i + 16), w2 = ld(wr + i + 32),
+                   w3 = ld(wr + i + 48);
+    for (int r = 0; r < G; ++r) {
+      const std::uint16_t* xr = xb + r * k + i;
+      a[r][0] = _mm256_dpbf16_ps(a[r][0], w0, ld(xr));
+      a[r][1] = _mm256_dpbf16_ps(a[r][1], w1, ld(xr + 16));
+      a[r][2] = _mm256_dpbf16_ps(a[r][2], w2, ld(xr + 32));
+      a[r][3] = _mm256_dpbf16_ps(a[r][3], w3, ld(xr + 48));
+    }
+  }
+  for (; i < k16; i += 16) {
+    const __m256bh w0 = ld(wr + i);
+    for (int r = 0; r < G; ++r) a[r][0] = _mm256_dpbf16_ps(a[r][0], w0, ld(xb + r * k + i));
+  }
+  for (int r = 0; r < G; ++r) {
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a[r][0], a[r][1]), _mm256_add_ps(a[r][2], a[r][3])));
+    for (std::int64_t j = i; j < k; ++j) s += bf16_to_f32(wr[j]) * bf16_to_f32(xb[r * k + j]);
+    y[r * ldy] = s + bias;
+  }
+}
+
+void rows_dpbf16(int m, const std::uint16_t* xb, const std::uint16_t* w, const float* bias,
+                 float* y, std::int64_t k, std::int64_t ldy, std::int64_t n0, std::int64_t n1) {
+  for (std::int64_t n = n0; n < n1; ++n) {
+    const std::uint16_t* wr = w + n * k;
+    const float b = bias ? bias[n] : 0.f;
+    if (m == 1) {
+      dot_rows_dpbf16<1>(xb, wr, b, y + n, k, ldy);
+    } else {
+      dot_rows_dpbf16<2>(xb, wr, b, y + n, k, ldy);
+    }
+  }
+}
+
+bool cpu_has_avx512bf16() {
+  static const bool ok = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl");
+  return ok;
+}
+
 bool cpu_has_avx2_fma() {
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok;
@@ -141,7 +200,16 @@ void small_m_linear(const float* x, std::int64_t m, std::int64_t k, const Tensor
   const std::int64_t grain =
       std::max<std::int64_t>(1, (64 << 10) / std::max<std::int64_t>(row_bytes, 1));
   const int mi = static_cast<int>(m);
-  if (bf16) {
+  if (bf16 && cpu_has_avx512bf16()) {
+    thread_local std::vector<std::uint16_t> xb;
+    xb.resize(static_cast<std::size_t>(m * k));
+    for (std::int64_t i = 0; i < m * k; ++i) xb[static_cast<std::size_t>(i)] = f32_to_bf16(x[i]);
+    const auto* wp = static_cast<const std::uint16_t*>(w.data());
+    const std::uint16_t* xp = xb.data();
+    parallel_range(n, grain, [&](std::int64_t n0, std::int64_t n1) {
+      rows_dpbf16(mi, xp, wp, bias, y, k, n, n0, n1);
+    });
+  } else if (bf16) {
     const auto* wp = static_cast<const std::uint16_t*>(w.data());
     parallel_range(n, grain, [&](std::int64_t n0, std::int64_t n1) {
       rows(mi, x, wp, bias, y, k, n, n0, n1);
