@@ -186,9 +186,15 @@ void small_m_linear(const float* x, std::int64_t m, std::int64_t k, const Tensor
 #if KILN_GEMV_X86
   const std::int64_t n = w.shape[0];
   const bool bf16 = w.dtype == DType::bf16;
-  // Rounded copy of x for bf16 weights (the matmul primitive's semantics).
+  const bool dpbf16 = bf16 && cpu_has_avx512bf16();
+  // x rounded to bf16 for bf16 weights (the matmul primitive's semantics): as bf16 for the
+  // vdpbf16ps kernel, widened back to f32 for the other.
   thread_local std::vector<float> xr;
-  if (bf16) {
+  thread_local std::vector<std::uint16_t> xb;
+  if (dpbf16) {
+    xb.resize(static_cast<std::size_t>(m * k));
+    for (std::int64_t i = 0; i < m * k; ++i) xb[static_cast<std::size_t>(i)] = f32_to_bf16(x[i]);
+  } else if (bf16) {
     xr.resize(static_cast<std::size_t>(m * k));
     for (std::int64_t i = 0; i < m * k; ++i) {
       xr[static_cast<std::size_t>(i)] = bf16_to_f32(f32_to_bf16(x[i]));
@@ -200,10 +206,7 @@ void small_m_linear(const float* x, std::int64_t m, std::int64_t k, const Tensor
   const std::int64_t grain =
       std::max<std::int64_t>(1, (64 << 10) / std::max<std::int64_t>(row_bytes, 1));
   const int mi = static_cast<int>(m);
-  if (bf16 && cpu_has_avx512bf16()) {
-    thread_local std::vector<std::uint16_t> xb;
-    xb.resize(static_cast<std::size_t>(m * k));
-    for (std::int64_t i = 0; i < m * k; ++i) xb[static_cast<std::size_t>(i)] = f32_to_bf16(x[i]);
+  if (dpbf16) {
     const auto* wp = static_cast<const std::uint16_t*>(w.data());
     const std::uint16_t* xp = xb.data();
     parallel_range(n, grain, [&](std::int64_t n0, std::int64_t n1) {
