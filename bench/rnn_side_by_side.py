@@ -4,6 +4,7 @@
   /usr/bin/python3 bench/rnn_side_by_side.py [--build build] [--rounds 2] [--reps 5]
   /usr/bin/python3 bench/rnn_side_by_side.py --threads 1     # one thread each
   /usr/bin/python3 bench/rnn_side_by_side.py --bf16 --points sample_b1,sample_b32
+  /usr/bin/python3 bench/rnn_side_by_side.py --bf16 --torch-bf16 --points sample_b32
 
 Every round runs build/plugins/rnn/bench_rnn_plugin (Kiln, 1 and 2 threads) and
 bench/peers/char_lstm.py speed (PyTorch 1.13 in the peers README's four configurations), point
@@ -12,7 +13,8 @@ the ratio best Kiln configuration / best PyTorch configuration (bench/side_by_si
 sampling at batch 1 is fastest on one thread (a 2-thread team costs more to wake than the
 work of one step), so both thread counts are always measured. --bf16 samples with Kiln's LSTM in
 bf16 ([compute] precision = "bf16"); PyTorch stays f32, as the issue's goal is stated, and
-training is f32 on both sides either way.
+training is f32 on both sides either way. --torch-bf16 samples with the PyTorch model in bfloat16
+too (bench/peers/char_lstm.py --sample-dtype bf16), the comparison at equal precision.
 """
 import json
 import os
@@ -40,6 +42,7 @@ def main():
     ap = side_by_side.argument_parser(rounds=2, doc=__doc__)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--torch-bf16", action="store_true")
     ap.add_argument("--points", default=",".join(POINTS))
     a = ap.parse_args()
     exe = os.path.join(a.build, "plugins", "rnn", "bench_rnn_plugin")
@@ -51,7 +54,8 @@ def main():
             (["--bf16"] if a.bf16 else []), a.threads)
         torch = side_by_side.torch_configurations(
             lambda t: ["/usr/bin/python3", peer, "speed", "--threads", str(t), "--reps",
-                       str(a.reps), "--points", point], a.torch_libdir, a.threads)
+                       str(a.reps), "--points", point] +
+            (["--sample-dtype", "bf16"] if a.torch_bf16 else []), a.torch_libdir, a.threads)
         side_by_side.compare(kiln, torch, a.rounds, parse)
 
 

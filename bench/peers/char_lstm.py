@@ -9,7 +9,8 @@ Two modes:
                        Adam lr 2e-3, no clipping (step/s)
            sample_bN   prime with one character, then 256 steps, one nn.LSTM call per character
                        with the state carried, multinomial over softmax(logits / 1.0), N
-                       sequences in lock-step (chars/s)
+                       sequences in lock-step (chars/s). --sample-dtype bf16 samples with the model in
+                       bfloat16 (model.to(torch.bfloat16); softmax and multinomial in f32).
          Timing: warm-up calls untimed; each sample times `inner` back-to-back calls with inner
          chosen so a sample lasts >= 50 ms (or 1 call); the median of --reps samples, with the
          worst and best. Prints one JSON line per point.
@@ -119,11 +120,13 @@ def speed(args):
                           "best": per_call / best, "cpu_s_per_call": cpu, "per_call": per_call,
                           "threads": torch.get_num_threads(),
                           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-                          "blas": blas}), flush=True)
+                          "blas": blas, "sample_dtype": args.sample_dtype}), flush=True)
 
     if "train" in args.points:
         report("train_step_b32_t128", "step/s", 1.0, *measure(train_step, args.reps))
     model.eval()
+    sample_dtype = torch.bfloat16 if args.sample_dtype == "bf16" else torch.float32
+    model.to(sample_dtype)
     for n in (1, 32):
         if f"sample_b{n}" not in args.points:
             continue
@@ -135,7 +138,7 @@ def speed(args):
                 state = None
                 for _ in range(256):
                     logits, state = model(ids, state)
-                    p = torch.softmax(logits / 1.0, dim=-1)
+                    p = torch.softmax(logits.float() / 1.0, dim=-1)
                     ids = torch.multinomial(p, 1, generator=sg).reshape(1, n)
 
         report(f"sample_b{n}", "char/s", 256.0 * n, *measure(sample, args.reps, warmup=1))
@@ -270,6 +273,7 @@ def main():
     sp.add_argument("--threads", type=int, default=2)
     sp.add_argument("--reps", type=int, default=7)
     sp.add_argument("--points", default="train,sample_b1,sample_b32")
+    sp.add_argument("--sample-dtype", default="f32", choices=["f32", "bf16"])
     tp = sub.add_parser("train")
     tp.add_argument("--threads", type=int, default=2)
     tp.add_argument("--data", default="/usr/share/games/fortunes")
