@@ -5,7 +5,9 @@
 // once with KILN_HUGE_PAGES=0 (the SDK's Storage leaves them on 4 KiB pages) and once without
 // (it advises them into huge pages, docs/pipelines.md "Memory"). The two sets are then run in
 // turns, so that the machine's changing memory bandwidth affects both alike; each line is the
-// mean of 5 passes over each set, in GB/s of weights read (1e9 B/s).
+// mean of 5 passes over each set, in GB/s of weights read (1e9 B/s). Then, per weight shape, the
+// rate of the huge-page set alone (24 weights of each layer shape, 2 of the lm_head, 3 passes):
+// a short weight streams as fast as the long lm_head only when it starts on a page boundary.
 //
 //   OMP_NUM_THREADS=2 build/bench/bench_huge_pages_bench [--rounds 6] [--threads 2]
 #include <chrono>
@@ -49,6 +51,20 @@ double pass(const std::vector<Tensor>& ws) {
   return bytes / s * 1e-9;
 }
 
+// GB/s of 3 passes over `ws` (one shape).
+double shape_rate(const std::vector<Tensor>& ws) {
+  pass(ws);
+  double bytes = 0, s = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double r = pass(ws);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    bytes += r * dt * 1e9;
+    s += dt;
+  }
+  return bytes / s * 1e-9;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -59,6 +75,9 @@ int main(int argc, char** argv) {
     if (a == "--threads") threads = std::atoi(argv[i + 1]);
   }
   kiln::set_num_threads(threads);
+  // Every set stays allocated to the end: a freed set's heap memory keeps the page size it was
+  // first touched with, and a later set placed there would measure that instead of its own.
+  std::vector<std::vector<Tensor>> keep;
   for (const DType dt : {DType::f32, DType::bf16}) {
     setenv("KILN_HUGE_PAGES", "0", 1);
     const std::vector<Tensor> small = decode_weights(dt);
@@ -77,6 +96,16 @@ int main(int argc, char** argv) {
                   b / 5, b / a);
       std::fflush(stdout);
     }
+    keep.push_back(small);
+    keep.push_back(huge);
+  }
+  for (const auto& [n, k] :
+       {std::pair{2304, 768}, {768, 768}, {3072, 768}, {768, 3072}, {50257, 768}}) {
+    std::vector<Tensor> ws;
+    for (int i = 0; i < (n == 50257 ? 2 : 24); ++i) ws.push_back(Tensor::full({n, k}, 1e-3f));
+    std::printf("f32  %5dx%-5d huge pages %5.1f GB/s\n", n, k, shape_rate(ws));
+    std::fflush(stdout);
+    keep.push_back(std::move(ws));
   }
   return 0;
 }

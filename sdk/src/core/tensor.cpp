@@ -27,33 +27,48 @@ namespace kiln {
 
 namespace {
 
-// Asks the kernel to back the whole 2 MiB pages inside [p, p + n) with transparent huge pages
-// (Debian's default THP mode is "madvise": only advised ranges get them). A weight streamed once
-// per decoding step is read faster from huge pages: fewer TLB misses and page walks on a stream
-// of hundreds of MB (a 2-thread sum over 512 MiB: 28 GB/s from 4 KiB pages, 33-35 GB/s from
-// huge pages; GPT-2 small's decoding linears, docs/benchmarks.md "Huge pages"). Pages the heap
-// already backs keep their size; the advice takes effect as fresh memory is first touched. Small
-// buffers are left alone: one syscall is not worth it below a few pages, and huge pages there would
-// only waste memory. Failure (no THP in this kernel) is harmless and ignored. KILN_HUGE_PAGES=0 in
-// the environment turns the advice off (docs/pipelines.md, "Memory"). (Read at each large
-// allocation, which costs far less than filling 4 MiB.)
-bool huge_pages_wanted() {
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+
+// Tensors of 2 MiB and more start on a 2 MiB boundary and are advised into transparent huge pages
+// (Debian's THP mode is "madvise": only advised ranges get them). A weight streamed once per
+// decoding step reads faster from huge pages (fewer TLB misses and page walks): GPT-2 small's
+// decoding linears 10-27% faster, docs/benchmarks.md "Huge pages". The boundary matters as much
+// as the advice: a 7 MB weight at a random address keeps up to 2 MiB at each end on 4 KiB pages,
+// and those parts streamed markedly slower. The advised span is the tensor's whole pages; the
+// partly used last page joins it when that wastes at most an eighth of the tensor. The 2 MiB of
+// alignment slack is address space only (never touched). Pages the heap already backs keep their
+// size; the advice takes effect as fresh memory is first touched. Failure (no THP in this kernel)
+// is harmless and ignored. KILN_HUGE_PAGES=0 in the environment turns all of this off
+// (docs/pipelines.md, "Memory"); it is read at each large allocation, which costs far less than
+// filling 2 MiB.
+bool huge_pages_wanted(std::size_t n) {
+  if (n < kHugePage) return false;
   const char* v = std::getenv("KILN_HUGE_PAGES");
   return v == nullptr || std::string_view(v) != "0";
 }
 
-void advise_huge_pages(void* p, std::size_t n) {
-  constexpr std::size_t kHuge = std::size_t{2} << 20;
-  if (n < 2 * kHuge || !huge_pages_wanted()) return;
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  const std::uintptr_t lo = (a + kHuge - 1) & ~std::uintptr_t{kHuge - 1};
-  const std::uintptr_t hi = (a + n) & ~std::uintptr_t{kHuge - 1};
-  if (hi > lo) (void)madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+// The bytes of a tensor of n bytes to advise: its whole 2 MiB pages, or all pages up to the
+// next boundary when the last one would be at least 7/8 used by the rest of the tensor.
+std::size_t huge_span(std::size_t n) {
+  const std::size_t whole = (n + kHugePage - 1) / kHugePage * kHugePage;
+  return whole - n <= n / 8 ? whole : n / kHugePage * kHugePage;
 }
 
 }  // namespace
 
 Storage::Storage(std::size_t n) : nbytes(n) {
+  if (huge_pages_wanted(n)) {
+    const std::size_t span = huge_span(n);
+    void* base = std::malloc(std::max(n, span) + kHugePage);
+    if (base == nullptr) {
+      throw Error("out of memory: could not allocate " + std::to_string(n) + " bytes for a tensor");
+    }
+    const auto addr = reinterpret_cast<std::uintptr_t>(base);
+    ptr = reinterpret_cast<void*>((addr + kHugePage - 1) & ~std::uintptr_t{kHugePage - 1});
+    deleter = [base](void*) { std::free(base); };
+    (void)madvise(ptr, span, MADV_HUGEPAGE);
+    return;
+  }
   // 64-byte aligned by hand from plain malloc: glibc's aligned_alloc splits a larger chunk and
   // frees the slack on every call, which made up about a third of the allocation cost of a
   // small op's output (bench/overhead_bench.cpp). The deleter frees the original pointer.
@@ -66,7 +81,6 @@ Storage::Storage(std::size_t n) : nbytes(n) {
   const auto addr = reinterpret_cast<std::uintptr_t>(base);
   ptr = reinterpret_cast<void*>((addr + kAlign - 1) & ~std::uintptr_t{kAlign - 1});
   deleter = [base](void*) { std::free(base); };
-  advise_huge_pages(ptr, n);
 }
 
 Storage::Storage(void* p, std::size_t n, std::function<void(void*)> d)

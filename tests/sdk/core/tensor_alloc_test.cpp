@@ -69,6 +69,17 @@ TEST(TensorAlloc, LargeTensorsAreAdvisedIntoHugePages) {
   const std::string flags = vm_flags_at(inside);
   ASSERT_FALSE(flags.empty()) << "no mapping holds the tensor's data in /proc/self/smaps";
   EXPECT_NE((flags + " ").find(" hg "), std::string::npos) << flags;  // "hg": MADV_HUGEPAGE
+  // From 2 MiB on a tensor starts on a huge-page boundary, so its first page is a whole one.
+  for (std::int64_t n : {(2 << 20) / 4, (5 << 19) / 4 + 3, (3 << 20) / 4 + 1}) {
+    Tensor t = Tensor::empty({n});
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(t.raw_data()) % page, 0u) << n * 4 << " bytes";
+    EXPECT_NE((vm_flags_at(reinterpret_cast<std::uintptr_t>(t.raw_data())) + " ").find(" hg "),
+              std::string::npos)
+        << n * 4 << " bytes";
+  }
+  // Below 2 MiB: the usual 64-byte alignment, no advice asked for.
+  Tensor small = Tensor::empty({(1 << 20) / 4});
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(small.raw_data()) % 64, 0u);
 }
 
 TEST(TensorAlloc, ViewsKeepSmallStorageAlive) {
