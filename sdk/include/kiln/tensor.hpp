@@ -147,6 +147,15 @@ using TensorList = std::vector<Tensor>;
 using TensorMap = std::map<std::string, Tensor>;
 
 // Arithmetic with broadcasting (numpy rules); defined in ops.
+// Moves the memory under t (its whole storage, shared by every view of it) to where a stream
+// reads it fastest: a mapping of its own that starts on a 2 MiB boundary, advised into transparent
+// huge pages (docs/benchmarks.md, "Huge pages"). For data read from memory again and again and
+// not resized, such as the weights of a decoding loop; it costs up to 2 MiB beyond the storage.
+// The values do not change and every tensor over the storage keeps working, but the move is not
+// safe while another thread uses the storage. Storages under 2 MiB, storages already on a 2 MiB
+// boundary and KILN_HUGE_PAGES=0 in the environment leave it where it is; so does a failed mmap.
+KILN_API void to_streaming_memory(const Tensor& t);
+
 KILN_API Tensor operator+(const Tensor& a, const Tensor& b);
 KILN_API Tensor operator-(const Tensor& a, const Tensor& b);
 KILN_API Tensor operator*(const Tensor& a, const Tensor& b);

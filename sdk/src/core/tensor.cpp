@@ -27,48 +27,38 @@ namespace kiln {
 
 namespace {
 
-constexpr std::size_t kHugePage = std::size_t{2} << 20;
-
-// Tensors of 2 MiB and more start on a 2 MiB boundary and are advised into transparent huge pages
-// (Debian's THP mode is "madvise": only advised ranges get them). A weight streamed once per
-// decoding step reads faster from huge pages (fewer TLB misses and page walks): GPT-2 small's
-// decoding linears 10-27% faster, docs/benchmarks.md "Huge pages". The boundary matters as much
-// as the advice: a 7 MB weight at a random address keeps up to 2 MiB at each end on 4 KiB pages,
-// and those parts streamed markedly slower. The advised span is the tensor's whole pages; the
-// partly used last page joins it when that wastes at most an eighth of the tensor. The 2 MiB of
-// alignment slack is address space only (never touched). Pages the heap already backs keep their
-// size; the advice takes effect as fresh memory is first touched. Failure (no THP in this kernel)
-// is harmless and ignored. KILN_HUGE_PAGES=0 in the environment turns all of this off
-// (docs/pipelines.md, "Memory"); it is read at each large allocation, which costs far less than
-// filling 2 MiB.
-bool huge_pages_wanted(std::size_t n) {
-  if (n < kHugePage) return false;
+// Asks the kernel to back the whole 2 MiB pages inside [p, p + n) with transparent huge pages
+// (Debian's default THP mode is "madvise": only advised ranges get them). A weight streamed once
+// per decoding step is read faster from huge pages: fewer TLB misses and page walks on a stream
+// of hundreds of MB (a 2-thread sum over 512 MiB: 28 GB/s from 4 KiB pages, 33-35 GB/s from
+// huge pages; GPT-2 small's decoding linears, docs/benchmarks.md "Huge pages"). Pages the heap
+// already backs keep their size; the advice takes effect as fresh memory is first touched. Small
+// buffers are left alone: one syscall is not worth it below a few pages, and huge pages there would
+// only waste memory. Failure (no THP in this kernel) is harmless and ignored. KILN_HUGE_PAGES=0 in
+// the environment turns the advice off (docs/pipelines.md, "Memory"). (Read at each large
+// allocation, which costs far less than filling 4 MiB.)
+bool huge_pages_wanted() {
   const char* v = std::getenv("KILN_HUGE_PAGES");
   return v == nullptr || std::string_view(v) != "0";
 }
 
-// The bytes of a tensor of n bytes to advise: its whole 2 MiB pages, or all pages up to the
-// next boundary when the last one would be at least 7/8 used by the rest of the tensor.
-std::size_t huge_span(std::size_t n) {
-  const std::size_t whole = (n + kHugePage - 1) / kHugePage * kHugePage;
-  return whole - n <= n / 8 ? whole : n / kHugePage * kHugePage;
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+
+// (Tensors stay where malloc puts them: padding large ones to start on a 2 MiB boundary made the
+// heap fragment, and the diffusion training benchmark's peak RSS grew from 1.61 to 2.05 GB, with
+// posix_memalign as with padding. streaming_copy() aligns the few tensors where it matters.)
+void advise_huge_pages(void* p, std::size_t n) {
+  constexpr std::size_t kHuge = kHugePage;
+  if (n < 2 * kHuge || !huge_pages_wanted()) return;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t lo = (a + kHuge - 1) & ~std::uintptr_t{kHuge - 1};
+  const std::uintptr_t hi = (a + n) & ~std::uintptr_t{kHuge - 1};
+  if (hi > lo) (void)madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
 }
 
 }  // namespace
 
 Storage::Storage(std::size_t n) : nbytes(n) {
-  if (huge_pages_wanted(n)) {
-    const std::size_t span = huge_span(n);
-    void* base = std::malloc(std::max(n, span) + kHugePage);
-    if (base == nullptr) {
-      throw Error("out of memory: could not allocate " + std::to_string(n) + " bytes for a tensor");
-    }
-    const auto addr = reinterpret_cast<std::uintptr_t>(base);
-    ptr = reinterpret_cast<void*>((addr + kHugePage - 1) & ~std::uintptr_t{kHugePage - 1});
-    deleter = [base](void*) { std::free(base); };
-    (void)madvise(ptr, span, MADV_HUGEPAGE);
-    return;
-  }
   // 64-byte aligned by hand from plain malloc: glibc's aligned_alloc splits a larger chunk and
   // frees the slack on every call, which made up about a third of the allocation cost of a
   // small op's output (bench/overhead_bench.cpp). The deleter frees the original pointer.
@@ -81,6 +71,7 @@ Storage::Storage(std::size_t n) : nbytes(n) {
   const auto addr = reinterpret_cast<std::uintptr_t>(base);
   ptr = reinterpret_cast<void*>((addr + kAlign - 1) & ~std::uintptr_t{kAlign - 1});
   deleter = [base](void*) { std::free(base); };
+  advise_huge_pages(ptr, n);
 }
 
 Storage::Storage(void* p, std::size_t n, std::function<void(void*)> d)
@@ -789,6 +780,34 @@ Tensor Tensor::clone() const {
   Tensor out(make_impl(t.shape, t.dtype));
   strided_copy(*src.impl_, *out.impl_);
   return record_unary("clone", src, out, [](const Tensor& g) { return g; });
+}
+
+void to_streaming_memory(const Tensor& t) {
+  const TensorImpl& impl = checked(t.impl_ptr(), "to_streaming_memory");
+  Storage& st = *impl.storage;
+  if (st.nbytes < kHugePage || !huge_pages_wanted()) return;
+  if (reinterpret_cast<std::uintptr_t>(st.ptr) % kHugePage == 0) return;  // placed already
+  // A mapping of its own, 2 MiB-aligned at both ends: map 2 MiB more than needed, then unmap the
+  // unaligned head and whatever lies beyond the last page.
+  const std::size_t n = st.nbytes;
+  const std::size_t span = (n + kHugePage - 1) / kHugePage * kHugePage;
+  void* raw =
+      mmap(nullptr, span + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return;  // the data stays where it is, as good as before
+  const auto a = reinterpret_cast<std::uintptr_t>(raw);
+  const std::uintptr_t lo = (a + kHugePage - 1) & ~std::uintptr_t{kHugePage - 1};
+  if (lo > a) munmap(raw, lo - a);
+  const std::uintptr_t end = a + span + kHugePage;
+  if (end > lo + span) munmap(reinterpret_cast<void*>(lo + span), end - (lo + span));
+  void* p = reinterpret_cast<void*>(lo);
+  (void)madvise(p, span, MADV_HUGEPAGE);
+  std::memcpy(p, st.ptr, n);
+  // Every tensor over this storage (views included) now reads the new memory.
+  void* old = st.ptr;
+  std::function<void(void*)> old_deleter = std::move(st.deleter);
+  st.ptr = p;
+  st.deleter = [span](void* q) { munmap(q, span); };
+  if (old_deleter) old_deleter(old);
 }
 
 Tensor Tensor::detach() const {

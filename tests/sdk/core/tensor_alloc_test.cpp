@@ -69,17 +69,34 @@ TEST(TensorAlloc, LargeTensorsAreAdvisedIntoHugePages) {
   const std::string flags = vm_flags_at(inside);
   ASSERT_FALSE(flags.empty()) << "no mapping holds the tensor's data in /proc/self/smaps";
   EXPECT_NE((flags + " ").find(" hg "), std::string::npos) << flags;  // "hg": MADV_HUGEPAGE
-  // From 2 MiB on a tensor starts on a huge-page boundary, so its first page is a whole one.
-  for (std::int64_t n : {(2 << 20) / 4, (5 << 19) / 4 + 3, (3 << 20) / 4 + 1}) {
-    Tensor t = Tensor::empty({n});
-    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(t.raw_data()) % page, 0u) << n * 4 << " bytes";
-    EXPECT_NE((vm_flags_at(reinterpret_cast<std::uintptr_t>(t.raw_data())) + " ").find(" hg "),
-              std::string::npos)
-        << n * 4 << " bytes";
+}
+
+TEST(TensorAlloc, ToStreamingMemoryMovesTheStorageAndKeepsEveryView) {
+  ASSERT_EQ(std::getenv("KILN_HUGE_PAGES"), nullptr) << "the test needs the default";
+  const std::uintptr_t page = std::uintptr_t{2} << 20;
+  // 2.5 MiB + 4 bytes: not a whole number of pages, and (from malloc) not on a page boundary.
+  const std::int64_t n = (5 << 19) / 4 + 1;
+  Tensor t = Tensor::arange(n);
+  const Tensor view = t.slice(0, n - 10, n);  // another TensorImpl over the same storage
+  const std::vector<float> before = t.to_vector();
+  to_streaming_memory(t);
+  const auto p = reinterpret_cast<std::uintptr_t>(t.raw_data());
+  EXPECT_EQ(p % page, 0u);
+  EXPECT_EQ(t.to_vector(), before);
+  EXPECT_EQ(view.contiguous().to_vector(), std::vector<float>(before.end() - 10, before.end()));
+  if (std::filesystem::exists("/sys/kernel/mm/transparent_hugepage/enabled")) {
+    EXPECT_NE((vm_flags_at(p) + " ").find(" hg "), std::string::npos) << vm_flags_at(p);
   }
-  // Below 2 MiB: the usual 64-byte alignment, no advice asked for.
-  Tensor small = Tensor::empty({(1 << 20) / 4});
-  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(small.raw_data()) % 64, 0u);
+  // Writes go to the new memory and every view sees them; a second call leaves it in place.
+  t.fill_(7.f);
+  EXPECT_EQ(view.contiguous().to_vector(), std::vector<float>(10, 7.f));
+  to_streaming_memory(t);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(t.raw_data()), p);
+  // Under 2 MiB nothing moves.
+  Tensor small = Tensor::ones({1000});
+  const void* sp = small.raw_data();
+  to_streaming_memory(small);
+  EXPECT_EQ(small.raw_data(), sp);
 }
 
 TEST(TensorAlloc, ViewsKeepSmallStorageAlive) {
