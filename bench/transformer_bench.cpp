@@ -23,7 +23,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -31,7 +30,6 @@
 
 #include <immintrin.h>
 #include <omp.h>
-#include <sys/mman.h>
 
 #include "bench_common.hpp"
 #include "gpt.hpp"
@@ -118,17 +116,20 @@ float sum(const float* a, std::size_t n) {
 // row-major, B packed, C f32) in the mode's dtype, the peers' GEMM peak; and the read bandwidth
 // of the threads, GB/s (1e9 B/s), from a sum over a 1 GiB float array first-touched in parallel,
 // each thread summing its contiguous share (STREAM's "read", the access pattern of a weight
-// stream). The array is advised into transparent huge pages, as the SDK advises its large
-// tensors (the weights), so the limit is the fastest plain read of this machine: from 4 KiB pages
-// the same sum reads 15-20% slower, and a weight stream from huge pages would then seem to beat
-// the limit.
+// stream). The array lies in 2 MiB-aligned huge pages, as the decoder's weights do
+// (kiln::to_streaming_memory), so the limit is the fastest plain read of this machine: from
+// 4 KiB pages the same sum reads 15-20% slower, and a weight stream from huge pages would then
+// seem to beat the limit.
 class Limits {
  public:
-  explicit Limits(int threads) : threads_(threads), n_((std::size_t{1} << 30) / sizeof(float)) {
-    constexpr std::size_t kHuge = std::size_t{2} << 20;
-    a_ = static_cast<float*>(std::aligned_alloc(kHuge, n_ * sizeof(float)));
-    if (a_ == nullptr) throw std::bad_alloc();
-    (void)madvise(a_, n_ * sizeof(float), MADV_HUGEPAGE);
+  // The array is a kiln tensor moved by kiln::to_streaming_memory, where the decoder's weights
+  // live too.
+  explicit Limits(int threads)
+      : threads_(threads),
+        n_((std::size_t{1} << 30) / sizeof(float)),
+        buf_(kiln::Tensor::empty({static_cast<std::int64_t>(n_)})) {
+    kiln::to_streaming_memory(buf_);
+    a_ = buf_.data<float>();
 #pragma omp parallel num_threads(threads_)
     {
       const auto [lo, hi] = share(omp_get_thread_num(), omp_get_num_threads());
@@ -136,11 +137,6 @@ class Limits {
     }
     read_gb_s();  // warm-up
   }
-  ~Limits() {
-    std::free(a_);
-  }
-  Limits(const Limits&) = delete;
-  Limits& operator=(const Limits&) = delete;
 
   double gemm_gflops(kiln::DType dt) {
     constexpr std::int64_t n = 2048;
@@ -176,6 +172,7 @@ class Limits {
 
   int threads_;
   std::size_t n_;
+  kiln::Tensor buf_;
   float* a_ = nullptr;
   std::unique_ptr<kiln_bench::DirectMatmul> f32_, bf16_;
   volatile float sink_ = 0.0f;

@@ -49,11 +49,10 @@ constexpr std::size_t kHugePage = std::size_t{2} << 20;
 // padded mallocs and to 2.15 GB with posix_memalign. to_streaming_memory() moves the few
 // storages where alignment matters.)
 void advise_huge_pages(void* p, std::size_t n) {
-  constexpr std::size_t kHuge = kHugePage;
-  if (n < 2 * kHuge || !huge_pages_wanted()) return;
+  if (n < 2 * kHugePage || !huge_pages_wanted()) return;
   const auto a = reinterpret_cast<std::uintptr_t>(p);
-  const std::uintptr_t lo = (a + kHuge - 1) & ~std::uintptr_t{kHuge - 1};
-  const std::uintptr_t hi = (a + n) & ~std::uintptr_t{kHuge - 1};
+  const std::uintptr_t lo = (a + kHugePage - 1) & ~std::uintptr_t{kHugePage - 1};
+  const std::uintptr_t hi = (a + n) & ~std::uintptr_t{kHugePage - 1};
   if (hi > lo) (void)madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
 }
 

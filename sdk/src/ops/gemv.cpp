@@ -89,30 +89,14 @@ KILN_AVX2 void dot_rows(const float* x, const W* wr, float bias, float* y, std::
   }
 }
 
-// Rows [n0, n1) of y [m, ldy] = x [m, k] w^T + bias (m = 1 or 2), one weight row at a time, front
-// to back, so the hardware prefetcher sees one stream per thread.
-template <typename W>
-void rows(int m, const float* x, const W* w, const float* bias, float* y, std::int64_t k,
-          std::int64_t ldy, std::int64_t n0, std::int64_t n1) {
-  for (std::int64_t n = n0; n < n1; ++n) {
-    const W* wr = w + n * k;
-    const float b = bias ? bias[n] : 0.f;
-    if (m == 1) {
-      dot_rows<1>(x, wr, b, y + n, k, ldy);
-    } else {
-      dot_rows<2>(x, wr, b, y + n, k, ldy);
-    }
-  }
-}
-
 // The same for bf16 weights with AVX512-BF16: xb is x already rounded to bf16 (m rows, k apart),
 // and vdpbf16ps multiplies 16 weight / x pairs exactly and adds them into 8 f32 lanes, one rounding
 // per product (two per lane and instruction), so one instruction does the work of four in
 // dot_rows (widen, shift, FMA per 8 weights). 256-bit registers: Zen 4 splits 512-bit ones.
 // Four chains per row, both G in the same order as in dot_rows.
 template <int G>
-KILN_AVX512BF16 void dot_rows_dpbf16(const std::uint16_t* xb, const std::uint16_t* wr, float bias,
-                                     float* y, std::int64_t k, std::int64_t ldy) {
+KILN_AVX512BF16 void dot_rows(const std::uint16_t* xb, const std::uint16_t* wr, float bias,
+                              float* y, std::int64_t k, std::int64_t ldy) {
   const std::int64_t k64 = k - k % 64, k16 = k - k % 16;
   __m256 a[G][4];
   for (int r = 0; r < G; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm256_setzero_ps();
@@ -142,15 +126,19 @@ KILN_AVX512BF16 void dot_rows_dpbf16(const std::uint16_t* xb, const std::uint16_
   }
 }
 
-void rows_dpbf16(int m, const std::uint16_t* xb, const std::uint16_t* w, const float* bias,
-                 float* y, std::int64_t k, std::int64_t ldy, std::int64_t n0, std::int64_t n1) {
+// Rows [n0, n1) of y [m, ldy] = x [m, k] w^T + bias (m = 1 or 2), one weight row at a time, front
+// to back, so the hardware prefetcher sees one stream per thread. X is float (x as given, or
+// rounded to bf16 and widened) or std::uint16_t (x in bf16 for the vdpbf16ps kernel).
+template <typename X, typename W>
+void rows(int m, const X* x, const W* w, const float* bias, float* y, std::int64_t k,
+          std::int64_t ldy, std::int64_t n0, std::int64_t n1) {
   for (std::int64_t n = n0; n < n1; ++n) {
-    const std::uint16_t* wr = w + n * k;
+    const W* wr = w + n * k;
     const float b = bias ? bias[n] : 0.f;
     if (m == 1) {
-      dot_rows_dpbf16<1>(xb, wr, b, y + n, k, ldy);
+      dot_rows<1>(x, wr, b, y + n, k, ldy);
     } else {
-      dot_rows_dpbf16<2>(xb, wr, b, y + n, k, ldy);
+      dot_rows<2>(x, wr, b, y + n, k, ldy);
     }
   }
 }
@@ -210,7 +198,7 @@ void small_m_linear(const float* x, std::int64_t m, std::int64_t k, const Tensor
     const auto* wp = static_cast<const std::uint16_t*>(w.data());
     const std::uint16_t* xp = xb.data();
     parallel_range(n, grain, [&](std::int64_t n0, std::int64_t n1) {
-      rows_dpbf16(mi, xp, wp, bias, y, k, n, n0, n1);
+      rows(mi, xp, wp, bias, y, k, n, n0, n1);
     });
   } else if (bf16) {
     const auto* wp = static_cast<const std::uint16_t*>(w.data());
