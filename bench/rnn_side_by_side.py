@@ -5,6 +5,7 @@
   /usr/bin/python3 bench/rnn_side_by_side.py --threads 1     # one thread each
   /usr/bin/python3 bench/rnn_side_by_side.py --bf16 --points sample_b1,sample_b32
   /usr/bin/python3 bench/rnn_side_by_side.py --bf16 --torch-bf16 --points sample_b32
+  /usr/bin/python3 bench/rnn_side_by_side.py --int8 --torch-bf16 --points sample_b32
 
 Every round runs build/plugins/rnn/bench_rnn_plugin (Kiln, 1 and 2 threads) and
 bench/peers/char_lstm.py speed (PyTorch 1.13 in the peers README's four configurations), point
@@ -14,7 +15,8 @@ sampling at batch 1 is fastest on one thread (a 2-thread team costs more to wake
 work of one step), so both thread counts are always measured. --bf16 samples with Kiln's LSTM in
 bf16 ([compute] precision = "bf16"); PyTorch stays f32, as the issue's goal is stated, and
 training is f32 on both sides either way. --torch-bf16 samples with the PyTorch model in bfloat16
-too (bench/peers/char_lstm.py --sample-dtype bf16), the comparison at equal precision.
+too (bench/peers/char_lstm.py --sample-dtype bf16), the comparison at equal precision. --int8
+samples with Kiln's LSTM in int8 (rnn/generate quantize = "int8").
 """
 import json
 import os
@@ -42,6 +44,7 @@ def main():
     ap = side_by_side.argument_parser(rounds=2, doc=__doc__)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--int8", action="store_true")
     ap.add_argument("--torch-bf16", action="store_true")
     ap.add_argument("--points", default=",".join(POINTS))
     a = ap.parse_args()
@@ -51,7 +54,7 @@ def main():
     for point in a.points.split(","):
         kiln = side_by_side.kiln_configurations(
             lambda t: [exe, "--threads", str(t), "--reps", str(a.reps), "--points", point] +
-            (["--bf16"] if a.bf16 else []), a.threads)
+            (["--bf16"] if a.bf16 else []) + (["--int8"] if a.int8 else []), a.threads)
         torch = side_by_side.torch_configurations(
             lambda t: ["/usr/bin/python3", peer, "speed", "--threads", str(t), "--reps",
                        str(a.reps), "--points", point] +

@@ -12,9 +12,10 @@
 // --reps samples with the worst and best. One JSON line per point.
 //
 //   build/bench_rnn_plugin [--reps 7] [--threads 2] [--points train,sample_b1,sample_b32]
-//                          [--bf16]
+//                          [--bf16 | --int8]
 // --bf16 runs the tasks as a pipeline with [compute] precision = "bf16" would: sampling computes
-// the LSTM in bf16; training is f32 either way.
+// the LSTM in bf16. --int8 samples with rnn/generate's quantize = "int8" (the LSTM on u8/s8
+// primitives). Training is f32 either way.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -96,12 +97,12 @@ void report(const char* metric, const char* unit, double per_call, const Timing&
 
 int main(int argc, char** argv) {
   int reps = 7, threads = 2;
-  bool bf16 = false;
+  bool bf16 = false, int8 = false;
   std::string points = "train,sample_b1,sample_b32";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--bf16") {
-      bf16 = true;
+    if (a == "--bf16" || a == "--int8") {
+      (a == "--bf16" ? bf16 : int8) = true;
       continue;
     }
     if (i + 1 >= argc) break;
@@ -149,19 +150,22 @@ int main(int argc, char** argv) {
   kiln::save_safetensors(dir / "model.safetensors", model.tensors, model.metadata);
   for (std::int64_t n : {1, 32}) {
     if (points.find("sample_b" + std::to_string(n)) == std::string::npos) continue;
-    const kiln::Params gp =
-        kiln::Params::resolve(kiln_rnn::generate_param_specs(),
-                              kiln::Params({{"model", PV((dir / "model.safetensors").string())},
-                                            {"prompt", PV(std::string("a"))},
-                                            {"include_prompt", PV(false)},
-                                            {"max_tokens", PV(std::int64_t{256})}}));
+    const kiln::Params gp = kiln::Params::resolve(
+        kiln_rnn::generate_param_specs(),
+        kiln::Params({{"model", PV((dir / "model.safetensors").string())},
+                      {"prompt", PV(std::string("a"))},
+                      {"include_prompt", PV(false)},
+                      {"max_tokens", PV(std::int64_t{256})},
+                      {"quantize", PV(std::string(int8 ? "int8" : "none"))}}));
     auto g = kiln_rnn::make_generate_task(gp, ctx);
     std::vector<std::int64_t> idx;
     for (std::int64_t i = 0; i < n; ++i) idx.push_back(i);
     std::uint64_t seed = 0;
     const Timing t = measure([&] { g->as_generate()->generate({idx, seed++}); }, reps, 1);
     report(("sample_b" + std::to_string(n)).c_str(), "char/s", 256.0 * static_cast<double>(n), t,
-           bf16 ? "bf16" : "f32");
+           int8   ? "int8"
+           : bf16 ? "bf16"
+                  : "f32");
   }
   std::error_code ec;
   fs::remove_all(dir, ec);

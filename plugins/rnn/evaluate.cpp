@@ -24,6 +24,7 @@ class EvaluateTask final : public kiln::RunTask {
   EvaluateTask(const Params& p, kiln::TaskContext& ctx)
       : params_(p), ctx_(ctx), model_(load_model(p.string("model"))) {
     model_.net->set_compute_dtype(ctx.precision());
+    apply_quantize(model_, p, "rnn/evaluate");
   }
 
   std::vector<kiln::Artifact> run() override {
@@ -74,6 +75,7 @@ std::vector<ParamSpec> evaluate_param_specs() {
                          "one sequence)")
           .range(1, 100000),
       ParamSpec::integer("seq_len", 128, "Characters per forward call").range(1, 100000),
+      quantize_param_spec(),
   };
 }
 

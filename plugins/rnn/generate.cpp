@@ -46,6 +46,7 @@ class GenerateTask final : public kiln::GenerateTask {
         model_(load_model(p.string("model"))),
         sampler_(kiln::decoding::config_from(p)) {
     model_.net->set_compute_dtype(ctx.precision());
+    apply_quantize(model_, p, "rnn/generate");
     const kiln::text::Unknown unknown = kiln::text::parse_unknown(p.string("unknown"));
     prompt_text_ = p.string("prompt");
     try {
@@ -165,6 +166,7 @@ std::vector<ParamSpec> generate_param_specs() {
                         "Prompt characters the model never saw: an error, left out, or replaced "
                         "by U+FFFD / '?' / ' ' (the first in the vocabulary)"),
       ParamSpec::boolean("include_prompt", true, "Each sample's text starts with the prompt"),
+      quantize_param_spec(),
   };
   for (ParamSpec& d : kiln::decoding::param_specs(400)) s.push_back(std::move(d));
   return s;

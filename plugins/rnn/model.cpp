@@ -1,5 +1,6 @@
 #include "model.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kiln/autograd.hpp"
@@ -85,7 +86,8 @@ Tensor CharRnn::forward(const Tensor& ids_tn, const RnnState& state, RnnState& o
   KILN_CHECK(!train || rng != nullptr, "rnn: dropout in training needs a generator");
   Tensor x = embed->forward(ids_tn);  // [T, N, E]
   kiln::ops::RnnOutput o =
-      lstm_ != nullptr
+      int8_ != nullptr ? int8_->forward(x, state.h, state.c)
+      : lstm_ != nullptr
           ? kiln::ops::lstm(x, state.h, state.c, rnn->weights(), compute_, cfg_.dropout, train, rng)
           : kiln::ops::gru(x, state.h, rnn->weights(), compute_, cfg_.dropout, train, rng);
   out.h = o.h;
@@ -93,6 +95,30 @@ Tensor CharRnn::forward(const Tensor& ids_tn, const RnnState& state, RnnState& o
   Tensor y = o.y.reshape({T * N, cfg_.hidden});
   if (train) y = kiln::ops::dropout(y, cfg_.dropout, true, *rng);
   return head->forward(y);
+}
+
+void CharRnn::quantize_int8() {
+  KILN_CHECK(lstm_ != nullptr, "rnn: int8 needs an LSTM model; this one is a ", cfg_.cell);
+  const Tensor table = embed->weight.detach().contiguous();
+  const float* e = table.data<float>();
+  float bound = 0.f;
+  for (std::int64_t i = 0; i < table.numel(); ++i) bound = std::max(bound, std::abs(e[i]));
+  KILN_CHECK(std::isfinite(bound), "rnn: the embedding table holds a non-finite value");
+  int8_ = std::make_shared<const kiln::ops::Int8Lstm>(rnn->weights(), bound > 0.f ? bound : 1.f);
+}
+
+kiln::ParamSpec quantize_param_spec() {
+  return kiln::ParamSpec::choice("quantize", "none", {"none", "int8"},
+                                 "\"int8\": the LSTM layers run on u8/s8 oneDNN primitives "
+                                 "(LSTM models only; docs/models/rnn.md)");
+}
+
+void apply_quantize(LoadedModel& m, const kiln::Params& p, const char* task) {
+  if (p.string("quantize") != "int8") return;
+  KILN_CHECK(m.net->is_lstm(), task, ": quantize = \"int8\" needs an LSTM model, but '",
+             p.string("model"), "' is a ", m.net->config().cell,
+             " (int8 covers the LSTM cell only; use quantize = \"none\")");
+  m.net->quantize_int8();
 }
 
 kiln::TensorMap model_tensors(const CharRnn& net, const kiln::text::CharVocab& vocab) {

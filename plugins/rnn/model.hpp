@@ -47,6 +47,12 @@ class CharRnn : public kiln::nn::Module {
   // (ops::lstm / ops::gru with DType::bf16; the embedding and the head stay f32).
   void set_compute_dtype(kiln::DType dt) { compute_ = dt; }
   kiln::DType compute_dtype() const { return compute_; }
+  // int8 inference (kiln::ops::Int8Lstm; LSTM models only): quantizes a snapshot of the
+  // recurrent weights, with the first layer's input bounded by the embedding table's largest
+  // magnitude (so no input saturates). Call it once the weights are final; the embedding and the
+  // head stay f32, and it takes precedence over the compute dtype.
+  void quantize_int8();
+  bool is_int8() const { return int8_ != nullptr; }
 
   // ids [T, N] (s64) -> logits [T * N, V] (time-major rows), and the final state. `rng` draws the
   // dropout masks in training mode (may be null otherwise).
@@ -60,6 +66,7 @@ class CharRnn : public kiln::nn::Module {
  private:
   ModelConfig cfg_;
   kiln::DType compute_ = kiln::DType::f32;
+  std::shared_ptr<const kiln::ops::Int8Lstm> int8_;
   kiln::nn::LSTM* lstm_ = nullptr;
   kiln::nn::GRU* gru_ = nullptr;
 };
@@ -74,6 +81,11 @@ struct LoadedModel {
 LoadedModel load_model(const std::string& path);
 // The checkpoint tensors of a model (state dict + "vocab").
 kiln::TensorMap model_tensors(const CharRnn& net, const kiln::text::CharVocab& vocab);
+
+// The `quantize` parameter of rnn/generate and rnn/evaluate, and applying it to a loaded model
+// (`task` and the model's path name it in errors).
+kiln::ParamSpec quantize_param_spec();
+void apply_quantize(LoadedModel& m, const kiln::Params& p, const char* task);
 
 // The train task's parameter schema (also used to rebuild a model from a checkpoint).
 std::vector<kiln::ParamSpec> train_param_specs();

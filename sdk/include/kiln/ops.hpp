@@ -17,6 +17,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -248,6 +249,35 @@ KILN_API RnnOutput lstm(const Tensor& x, const Tensor& h0, const Tensor& c0, con
                         Philox* rng = nullptr);
 KILN_API RnnOutput gru(const Tensor& x, const Tensor& h0, const RnnWeights& w, DType precision,
                        float dropout = 0.f, bool training = false, Philox* rng = nullptr);
+
+// int8 LSTM inference on oneDNN's u8/s8 RNN primitives (VNNI dot products where the CPU has
+// them). Construction takes a snapshot of the weights (later writes to them are not seen) and
+// quantizes each layer's gate rows [input_bound * w_ih[r] | w_hh[r]] to s8, one scale per row
+// (127 / max |row|). Layer inputs and hidden states travel as u8 = round(127 v + 128) for v in
+// [-1, 1]: hidden states are in that range by construction (o * tanh(c)); the first layer's
+// input is divided by `input_bound` first, and values beyond the bound saturate. Cell states,
+// biases and the gate arithmetic stay f32. Results are f32 (y and h are multiples of 1/127).
+// Inference only: an input that requires a gradient is an error. Calls from several threads run
+// one at a time. Shapes as lstm() above; oneDNN's packed weights are prepared per (T, N, has
+// state) and kept (the last eight shapes).
+class KILN_API Int8Lstm {
+ public:
+  explicit Int8Lstm(const RnnWeights& w, float input_bound = 1.f);
+  ~Int8Lstm();
+  Int8Lstm(const Int8Lstm&) = delete;
+  Int8Lstm& operator=(const Int8Lstm&) = delete;
+
+  RnnOutput forward(const Tensor& x, const Tensor& h0 = Tensor(),
+                    const Tensor& c0 = Tensor()) const;
+  std::int64_t num_layers() const;
+  std::int64_t input_size() const;
+  std::int64_t hidden_size() const;
+  float input_bound() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // ---------------------------------------------------------------- losses
 KILN_API Tensor mse_loss(const Tensor& pred, const Tensor& target,

@@ -27,6 +27,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include "kiln/random.hpp"
 #include "ops/op_util.hpp"
 
@@ -742,6 +746,262 @@ RnnOutput gru(const Tensor& x, const Tensor& h0, const RnnWeights& w, float drop
 RnnOutput gru(const Tensor& x, const Tensor& h0, const RnnWeights& w, DType precision,
               float dropout, bool training, Philox* rng) {
   return rnn(Cell::gru, x, h0, Tensor(), w, dropout, training, rng, precision);
+}
+
+// ------------------------------------------------------------------ int8 LSTM inference
+//
+// oneDNN's int8 LSTM takes u8 layer inputs and hidden states with one affine map for all of them
+// (data_qparams: u8 = round(127 v + 128)) and s8 weights with one scale per gate row shared by
+// weights_layer and weights_iter (weights_qparams, mask over the last two dims of ldigo). The
+// weights are quantized by a reorder that carries the same attributes: it also stores the
+// compensation for the data shift next to the packed weights. The packed layout depends on the
+// problem's shape, so each (T, N) gets its own primitives and packed weights.
+namespace {
+
+constexpr float kInt8Scale = 127.f;
+constexpr float kInt8Shift = 128.f;
+constexpr int kInt8WeightsMask = (1 << 3) | (1 << 4);  // per (gate, output channel) of ldigo
+constexpr std::size_t kInt8Shapes = 8;
+
+// f32 [n] -> u8 [n]: round(v * scale + 128) to nearest even, clipped to [1, 255] (symmetric
+// about 128).
+void quantize_u8(const float* src, std::uint8_t* dst, std::int64_t n, float scale) {
+  detail::parallel_range(n, 1 << 14, [src, dst, scale](std::int64_t b, std::int64_t e) {
+    std::int64_t i = b;
+#if defined(__AVX2__)
+    const __m256 vs = _mm256_set1_ps(scale), shift = _mm256_set1_ps(kInt8Shift);
+    const __m256 lo = _mm256_set1_ps(1.f), hi = _mm256_set1_ps(255.f);
+    for (; i + 8 <= e; i += 8) {
+      __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(src + i), vs, shift);
+      v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+      const __m256i q = _mm256_cvtps_epi32(v);  // the current rounding mode: nearest even
+      const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + i), _mm_packus_epi16(w, w));
+    }
+#endif
+    for (; i < e; ++i) {
+      const float v = std::clamp(src[i] * scale + kInt8Shift, 1.f, 255.f);
+      dst[i] = static_cast<std::uint8_t>(std::nearbyint(v));
+    }
+  });
+}
+
+Tensor dequantize_u8(const Tensor& q, const Shape& shape) {
+  Tensor out = Tensor::empty(shape);
+  const std::uint8_t* src = static_cast<const std::uint8_t*>(q.raw_data());
+  float* dst = out.data<float>();
+  detail::parallel_range(out.numel(), 1 << 14, [src, dst](std::int64_t b, std::int64_t e) {
+    const std::uint8_t* __restrict s = src + b;
+    float* __restrict d = dst + b;
+    constexpr float inv = 1.f / kInt8Scale;
+    for (std::int64_t i = 0; i < e - b; ++i) d[i] = (static_cast<float>(s[i]) - kInt8Shift) * inv;
+  });
+  return out;
+}
+
+}  // namespace
+
+struct Int8Lstm::Impl {
+  struct Layer {
+    std::int64_t in = 0;
+    Tensor w_ih_t, w_hh_t;      // f32 [in, 4H] (w_ih times input_bound) and [H, 4H]
+    Tensor bias;                // oneDNN's fused bias [1, 1, 4, H]
+    std::vector<float> scales;  // [4H], oneDNN's gate order (= PyTorch's for the LSTM)
+  };
+  struct Prepared {  // one (T, N)
+    std::int64_t T = 0, N = 0;
+    std::vector<dnnl::primitive> prims;
+    std::vector<BoundArgs> args;
+    std::vector<memory> w_layer, w_iter;  // packed s8 weights, owned by the memories
+  };
+
+  std::int64_t L = 0, I = 0, H = 0;
+  float bound = 1.f;
+  std::vector<Layer> layers;
+  std::vector<Prepared> shapes;  // most recently used last
+  std::mutex mutex;
+
+  static dnnl::primitive_attr attr(const Layer& layer, bool scratchpad) {
+    dnnl::primitive_attr a = scratchpad ? user_scratchpad() : dnnl::primitive_attr();
+    a.set_rnn_data_qparams(kInt8Scale, kInt8Shift);
+    a.set_rnn_weights_qparams(kInt8WeightsMask, layer.scales);
+    return a;
+  }
+
+  // Quantizes an f32 weight, [in, 4H] (oneDNN's ldigo), into the primitive's packed s8 layout.
+  static memory pack(const Tensor& w_t, std::int64_t in, std::int64_t H, const memory::desc& md,
+                     const dnnl::primitive_attr& a) {
+    memory src(memory::desc({1, 1, in, 4, H}, kF32, tag::ldigo), dnnl_engine(),
+               const_cast<void*>(w_t.raw_data()));
+    memory dst(md, dnnl_engine());
+    dnnl::reorder r(
+        dnnl::reorder::primitive_desc(dnnl_engine(), src.get_desc(), dnnl_engine(), md, a));
+    execute(r, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}});
+    return dst;
+  }
+
+  Prepared& prepared(std::int64_t T, std::int64_t N) {
+    for (std::size_t i = 0; i < shapes.size(); ++i) {
+      if (shapes[i].T == T && shapes[i].N == N) {
+        std::rotate(shapes.begin() + static_cast<std::ptrdiff_t>(i),
+                    shapes.begin() + static_cast<std::ptrdiff_t>(i) + 1, shapes.end());
+        return shapes.back();
+      }
+    }
+    if (shapes.size() >= kInt8Shapes) shapes.erase(shapes.begin());
+    Prepared p;
+    p.T = T;
+    p.N = N;
+    for (const Layer& layer : layers) {
+      const memory::data_type u8 = memory::data_type::u8, s8 = memory::data_type::s8;
+      const memory::desc it({1, 1, N, H}, u8, tag::ldnc), itc({1, 1, N, H}, kF32, tag::ldnc);
+      dnnl::lstm_forward::desc d(dnnl::prop_kind::forward_inference, kDir, tnc(T, N, layer.in, u8),
+                                 it, itc, weights_any(layer.in, 4, H, s8), weights_any(H, 4, H, s8),
+                                 bias_md(Cell::lstm, H), tnc(T, N, H, u8), it, itc);
+      dnnl::lstm_forward::primitive_desc pd(d, attr(layer, true), dnnl_engine());
+      p.prims.push_back(dnnl::lstm_forward(pd));
+      BoundArgs args;
+      for (int arg :
+           {DNNL_ARG_SRC_LAYER, DNNL_ARG_SRC_ITER, DNNL_ARG_SRC_ITER_C, DNNL_ARG_BIAS,
+            DNNL_ARG_DST_LAYER, DNNL_ARG_DST_ITER, DNNL_ARG_DST_ITER_C, DNNL_ARG_SCRATCHPAD}) {
+        args.bind(pd, arg);
+      }
+      const dnnl::primitive_attr a = attr(layer, false);
+      p.w_layer.push_back(pack(layer.w_ih_t, layer.in, H, pd.weights_layer_desc(), a));
+      p.w_iter.push_back(pack(layer.w_hh_t, H, H, pd.weights_iter_desc(), a));
+      args.args.emplace(DNNL_ARG_WEIGHTS_LAYER, p.w_layer.back());
+      args.args.emplace(DNNL_ARG_WEIGHTS_ITER, p.w_iter.back());
+      args.set(DNNL_ARG_BIAS, layer.bias.raw_data());
+      p.args.push_back(std::move(args));
+    }
+    shapes.push_back(std::move(p));
+    return shapes.back();
+  }
+};
+
+Int8Lstm::Int8Lstm(const RnnWeights& w, float input_bound) : impl_(std::make_unique<Impl>()) {
+  KILN_CHECK(std::isfinite(input_bound) && input_bound > 0.f,
+             "Int8Lstm: input_bound must be a positive finite number, got ", input_bound);
+  KILN_CHECK(!w.w_ih.empty() && w.w_ih[0].defined() && w.w_ih[0].dim() == 2,
+             "Int8Lstm: w_ih[0] must be a 2-d [4*H, input_size] tensor");
+  // The lstm() checks, on a stand-in input of the weights' input size.
+  const Problem p = validate(Cell::lstm, Tensor::empty({1, 1, w.w_ih[0].size(1)}), Tensor(),
+                             Tensor(), w, 0.f, false, nullptr);
+  Impl& m = *impl_;
+  m.L = p.L;
+  m.I = p.I;
+  m.H = p.H;
+  m.bound = input_bound;
+  for (std::int64_t l = 0; l < p.L; ++l) {
+    const std::size_t li = static_cast<std::size_t>(l);
+    Impl::Layer layer;
+    layer.in = l == 0 ? p.I : p.H;
+    const Tensor w_ih = w.w_ih[li].detach().contiguous();
+    const Tensor w_hh = w.w_hh[li].detach().contiguous();
+    layer.bias = fused_bias(Cell::lstm, w.b_ih.empty() ? Tensor() : w.b_ih[li],
+                            w.b_hh.empty() ? Tensor() : w.b_hh[li], p.H);
+    layer.scales.resize(static_cast<std::size_t>(4 * p.H));
+    const float bound = l == 0 ? input_bound : 1.f;
+    layer.w_ih_t = Tensor::empty({layer.in, 4 * p.H});
+    layer.w_hh_t = Tensor::empty({p.H, 4 * p.H});
+    const float* wi = w_ih.data<float>();
+    const float* wh = w_hh.data<float>();
+    float* ti = layer.w_ih_t.data<float>();
+    float* th = layer.w_hh_t.data<float>();
+    for (std::int64_t r = 0; r < 4 * p.H; ++r) {
+      float m_abs = 0.f;
+      for (std::int64_t k = 0; k < layer.in; ++k) {
+        const float v = wi[r * layer.in + k] * bound;
+        ti[k * 4 * p.H + r] = v;
+        m_abs = std::max(m_abs, std::abs(v));
+      }
+      for (std::int64_t k = 0; k < p.H; ++k) {
+        th[k * 4 * p.H + r] = wh[r * p.H + k];
+        m_abs = std::max(m_abs, std::abs(wh[r * p.H + k]));
+      }
+      KILN_CHECK(std::isfinite(m_abs), "Int8Lstm: layer ", l, " gate row ", r,
+                 " holds a non-finite weight");
+      layer.scales[static_cast<std::size_t>(r)] = m_abs > 0.f ? kInt8Scale / m_abs : 1.f;
+    }
+    m.layers.push_back(std::move(layer));
+  }
+}
+
+Int8Lstm::~Int8Lstm() = default;
+
+std::int64_t Int8Lstm::num_layers() const {
+  return impl_->L;
+}
+std::int64_t Int8Lstm::input_size() const {
+  return impl_->I;
+}
+std::int64_t Int8Lstm::hidden_size() const {
+  return impl_->H;
+}
+float Int8Lstm::input_bound() const {
+  return impl_->bound;
+}
+
+RnnOutput Int8Lstm::forward(const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in) const {
+  Impl& m = *impl_;
+  const char* op = "Int8Lstm";
+  detail::require_dim(x_in, 3, op, "x", "[T, N, input_size]");
+  KILN_CHECK(is_floating(x_in.dtype()), op, ": x must be a floating tensor, got ",
+             dtype_name(x_in.dtype()));
+  KILN_CHECK(x_in.size(0) > 0 && x_in.size(1) > 0, op,
+             ": x must have a non-empty sequence and batch, got shape ", shape_str(x_in.shape()));
+  KILN_CHECK(x_in.size(2) == m.I, op, ": x has ", x_in.size(2), " features but the weights take ",
+             m.I, " (x must be [T, N, ", m.I, "])");
+  KILN_CHECK(!needs_grad({x_in, h0_in, c0_in}), op,
+             ": int8 is for inference; an input requires a gradient here (run under NoGradGuard "
+             "or detach the inputs)");
+  const std::int64_t T = x_in.size(0), N = x_in.size(1), L = m.L, H = m.H;
+  const Shape state{L, N, H};
+  for (const auto& [t, name] : {std::pair{&h0_in, "h0"}, std::pair{&c0_in, "c0"}}) {
+    if (!t->defined()) continue;
+    KILN_CHECK(is_floating(t->dtype()), op, ": ", name, " must be a floating tensor, got ",
+               dtype_name(t->dtype()));
+    KILN_CHECK(t->shape() == state, op, ": ", name,
+               " must have shape [num_layers, N, H] = ", shape_str(state), ", got ",
+               shape_str(t->shape()));
+  }
+  NoGradGuard ng;
+  const Tensor x = x_in.to(DType::f32).contiguous();
+  // Missing states are zeros: u8 128 for h, 0 for c.
+  Tensor h_q = Tensor::empty(state, DType::u8);
+  if (h0_in.defined()) {
+    const Tensor h0 = h0_in.to(DType::f32).contiguous();
+    quantize_u8(h0.data<float>(), static_cast<std::uint8_t*>(h_q.raw_data()), h0.numel(),
+                kInt8Scale);
+  } else {
+    std::memset(h_q.raw_data(), static_cast<int>(kInt8Shift), static_cast<std::size_t>(L * N * H));
+  }
+  const Tensor c0 = c0_in.defined() ? c0_in.to(DType::f32).contiguous() : Tensor::zeros(state);
+  Tensor cur = Tensor::empty({T, N, m.I}, DType::u8);
+  quantize_u8(x.data<float>(), static_cast<std::uint8_t*>(cur.raw_data()), x.numel(),
+              kInt8Scale / m.bound);
+
+  RnnOutput out;
+  Tensor h_out = Tensor::empty(state, DType::u8);
+  out.c = Tensor::empty(state);
+  std::lock_guard<std::mutex> lock(m.mutex);
+  Impl::Prepared& p = m.prepared(T, N);
+  const std::int64_t n = N * H;
+  for (std::int64_t l = 0; l < L; ++l) {
+    BoundArgs& a = p.args[static_cast<std::size_t>(l)];
+    Tensor y = Tensor::empty({T, N, H}, DType::u8);
+    a.set(DNNL_ARG_SRC_LAYER, cur.raw_data());
+    a.set(DNNL_ARG_SRC_ITER, layer_bytes(h_q, l, n));
+    a.set(DNNL_ARG_SRC_ITER_C, c0.data<float>() + l * n);
+    a.set(DNNL_ARG_DST_LAYER, y.raw_data());
+    a.set(DNNL_ARG_DST_ITER, layer_bytes(h_out, l, n));
+    a.set(DNNL_ARG_DST_ITER_C, out.c.data<float>() + l * n);
+    run(p.prims[static_cast<std::size_t>(l)], a);
+    cur = y;
+  }
+  out.y = dequantize_u8(cur, {T, N, H});
+  out.h = dequantize_u8(h_out, state);
+  return out;
 }
 
 }  // namespace kiln::ops

@@ -63,7 +63,7 @@ struct Trained {
   std::int64_t per_epoch = 0;
 };
 Trained train_tiny(const kiln::test::TempDir& dir, const std::string& text, int steps,
-                   bool shuffle = false, double dropout = 0.0) {
+                   bool shuffle = false, double dropout = 0.0, const std::string& cell = "lstm") {
   write(dir / "corpus.txt", text);
   TestContext ctx(dir.path());
   const Params p = resolve(train_param_specs(), {{"data", (dir / "corpus.txt").string()},
@@ -71,6 +71,7 @@ Trained train_tiny(const kiln::test::TempDir& dir, const std::string& text, int 
                                                  {"hidden", std::int64_t{24}},
                                                  {"layers", std::int64_t{2}},
                                                  {"dropout", dropout},
+                                                 {"cell", cell},
                                                  {"seq_len", std::int64_t{16}},
                                                  {"streams", std::int64_t{4}},
                                                  {"lr", 3e-2},
@@ -280,6 +281,59 @@ TEST(RnnEvaluate, Bf16ScoresWithinAHundredthOfABitOfF32) {
   const double f32 = bpc(kiln::DType::f32), bf16 = bpc(kiln::DType::bf16);
   EXPECT_NE(f32, bf16);  // the recurrent layers really ran in bf16
   EXPECT_NEAR(bf16, f32, 0.01);
+}
+
+TEST(RnnGenerate, Int8IsReproducibleAndFollowsTheModel) {
+  kiln::test::TempDir dir;
+  const Trained t = train_tiny(dir, repeated("abc", 200), 25);
+  const std::map<std::string, kiln::ParamValue> opts = {{"prompt", std::string("ab")},
+                                                        {"max_tokens", std::int64_t{30}},
+                                                        {"quantize", std::string("int8")}};
+  const auto a = generate(t.model, {0, 1, 2}, opts, 11);
+  const auto b = generate(t.model, {0, 1, 2}, opts, 11);
+  ASSERT_EQ(a.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(a[i].text, b[i].text);
+  const auto greedy = generate(t.model, {0},
+                               {{"prompt", std::string("ab")},
+                                {"greedy", true},
+                                {"max_tokens", std::int64_t{8}},
+                                {"quantize", std::string("int8")}},
+                               11);
+  EXPECT_EQ(greedy[0].text.substr(0, 8), "abcabcab");
+}
+
+TEST(RnnEvaluate, Int8ScoresWithinTwoHundredthsOfABitOfF32) {
+  kiln::test::TempDir dir;
+  const Trained t = train_tiny(dir, repeated("hello world, hello kiln.\n", 40), 20);
+  write(dir / "eval.txt", repeated("hello kiln, hello world.\n", 8));
+  auto bpc = [&](const std::string& quantize) {
+    TestContext ctx(dir.path(), 3);
+    auto task =
+        make_evaluate_task(resolve(evaluate_param_specs(), {{"model", t.model.string()},
+                                                            {"data", (dir / "eval.txt").string()},
+                                                            {"streams", std::int64_t{1}},
+                                                            {"quantize", quantize}}),
+                           ctx);
+    return task->as_run()->run().at(0).metrics.at("bpc");
+  };
+  const double f32 = bpc("none"), int8 = bpc("int8");
+  EXPECT_NE(f32, int8);  // the recurrent layers really ran in int8
+  EXPECT_NEAR(int8, f32, 0.02);
+}
+
+TEST(RnnGenerate, Int8NeedsAnLstmModel) {
+  kiln::test::TempDir dir;
+  const Trained t = train_tiny(dir, repeated("abc", 50), 2, false, 0.0, "gru");
+  try {
+    generate(t.model, {0}, {{"quantize", std::string("int8")}});
+    ADD_FAILURE() << "int8 was accepted for a GRU model";
+  } catch (const kiln::Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("rnn/generate: quantize = \"int8\" needs an LSTM model, but '" +
+                     t.model.string() + "' is a gru"),
+              std::string::npos)
+        << m;
+  }
 }
 
 TEST(RnnGenerate, PromptStreamingStopStringsAndUnknownCharacters) {

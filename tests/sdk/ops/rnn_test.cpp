@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <string>
 
 #include "kiln/autograd.hpp"
@@ -454,6 +456,192 @@ TEST(Rnn, Bf16IsForInferenceOnly) {
                "lstm: precision must be f32 or bf16, got s32");
   NoGradGuard ng;
   EXPECT_NO_THROW(ops::lstm(x, Tensor(), Tensor(), w, DType::bf16));
+}
+
+// ------------------------------------------------------------------ int8 inference
+
+// v quantized as Int8Lstm's layer inputs and hidden states are: round(127 v / bound + 128)
+// clipped to [1, 255], mapped back to bound * (q - 128) / 127.
+Tensor u8_round(const Tensor& t, float bound = 1.f) {
+  Tensor out = t.contiguous().clone();
+  float* p = out.data<float>();
+  for (std::int64_t i = 0; i < out.numel(); ++i) {
+    const float q = std::clamp(std::nearbyint(p[i] * (127.f / bound) + 128.f), 1.f, 255.f);
+    p[i] = (q - 128.f) / 127.f * bound;
+  }
+  return out;
+}
+
+// Layer l's weights as the s8 quantization leaves them: each gate row of
+// [bound * w_ih | w_hh] rounded on the grid max|row| / 127, then w_ih divided by bound again.
+ops::RnnWeights int8_layer(const ops::RnnWeights& w, std::size_t l, float bound) {
+  Tensor wi = w.w_ih[l].contiguous().clone(), wh = w.w_hh[l].contiguous().clone();
+  const std::int64_t rows = wi.size(0), in = wi.size(1), H = wh.size(1);
+  float* a = wi.data<float>();
+  float* b = wh.data<float>();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    float m = 0.f;
+    for (std::int64_t k = 0; k < in; ++k) m = std::max(m, std::abs(a[r * in + k] * bound));
+    for (std::int64_t k = 0; k < H; ++k) m = std::max(m, std::abs(b[r * H + k]));
+    const float s = 127.f / m;
+    for (std::int64_t k = 0; k < in; ++k) {
+      a[r * in + k] = std::nearbyint(a[r * in + k] * bound * s) / s / bound;
+    }
+    for (std::int64_t k = 0; k < H; ++k) b[r * H + k] = std::nearbyint(b[r * H + k] * s) / s;
+  }
+  return {{wi}, {wh}, {w.b_ih[l]}, {w.b_hh[l]}};
+}
+
+// What oneDNN's int8 LSTM computes, emulated with the f32 op one layer and one step at a time on
+// the quantized weights, every layer input and hidden state on the u8 grid.
+ops::RnnOutput int8_reference(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                              const ops::RnnWeights& w, float bound) {
+  const std::int64_t L = static_cast<std::int64_t>(w.w_ih.size());
+  const std::int64_t T = x.size(0), N = x.size(1), H = w.w_hh[0].size(1);
+  Tensor in = u8_round(x, bound);
+  TensorList hs, cs;
+  for (std::int64_t l = 0; l < L; ++l) {
+    const std::size_t i = static_cast<std::size_t>(l);
+    const ops::RnnWeights wl = int8_layer(w, i, l == 0 ? bound : 1.f);
+    Tensor h = h0.defined() ? u8_round(h0.slice(0, l, l + 1)) : Tensor::zeros({1, N, H});
+    Tensor c = c0.defined() ? c0.slice(0, l, l + 1) : Tensor::zeros({1, N, H});
+    TensorList ys;
+    for (std::int64_t t = 0; t < T; ++t) {
+      const ops::RnnOutput o = ops::lstm(in.slice(0, t, t + 1), h, c, wl);
+      h = u8_round(o.h);
+      c = o.c;
+      ys.push_back(h);
+    }
+    in = ops::concat(ys, 0);
+    hs.push_back(h);
+    cs.push_back(c);
+  }
+  return {in, ops::concat(hs, 0), ops::concat(cs, 0)};
+}
+
+// The fraction of elements of a and b within `tol` of each other.
+double fraction_close(const Tensor& a, const Tensor& b, float tol) {
+  const Tensor ac = a.contiguous(), bc = b.contiguous();
+  const float* p = ac.data<float>();
+  const float* q = bc.data<float>();
+  std::int64_t n = 0;
+  for (std::int64_t i = 0; i < ac.numel(); ++i) n += std::abs(p[i] - q[i]) <= tol ? 1 : 0;
+  return static_cast<double>(n) / static_cast<double>(ac.numel());
+}
+
+TEST(Rnn, Int8MatchesAQuantizedF32Reference) {
+  for (bool state : {true, false}) {
+    for (float bound : {1.f, 3.f}) {
+      SCOPED_TRACE(std::string(state ? "with" : "without") + " initial state, input bound " +
+                   std::to_string(bound));
+      NoGradGuard ng;
+      const ops::RnnWeights w = random_weights(Kind::lstm, 24, 40, 2, 90);
+      const Tensor x = test::random_tensor({9, 5, 24}, 15, -bound, bound);
+      const Tensor h0 = state ? test::random_tensor({2, 5, 40}, 16) : Tensor();
+      const Tensor c0 = state ? test::random_tensor({2, 5, 40}, 17) : Tensor();
+      const ops::Int8Lstm q(w, bound);
+      EXPECT_EQ(q.num_layers(), 2);
+      EXPECT_EQ(q.input_size(), 24);
+      EXPECT_EQ(q.hidden_size(), 40);
+      const ops::RnnOutput o = q.forward(x, h0, c0);
+      const ops::RnnOutput ref = int8_reference(x, h0, c0, w, bound);
+      EXPECT_EQ(o.y.dtype(), DType::f32);
+      EXPECT_EQ(o.y.shape(), (Shape{9, 5, 40}));
+      EXPECT_EQ(o.h.shape(), (Shape{2, 5, 40}));
+      EXPECT_EQ(o.c.shape(), (Shape{2, 5, 40}));
+      // The integer dot products are exact; only a value at a rounding boundary of the u8 grid
+      // can land one step (1/127) the other way, and move what follows it by less than that.
+      EXPECT_TRUE(test::all_close(o.y, ref.y, 0.f, 1.5f / 127.f));
+      EXPECT_TRUE(test::all_close(o.c, ref.c, 0.f, 1.5f / 127.f));
+      EXPECT_GE(fraction_close(o.y, ref.y, 1e-5f), 0.99);
+      EXPECT_GE(fraction_close(o.h, ref.h, 1e-5f), 0.99);
+      EXPECT_GE(fraction_close(o.c, ref.c, 1e-4f), 0.99);
+      // Every output lies on the u8 grid.
+      EXPECT_TRUE(test::all_close(o.y, u8_round(o.y), 0.f, 1e-6f));
+      // And it is not the f32 result, though close to it: the quantization is real.
+      const ops::RnnOutput f32 = ops::lstm(x, h0, c0, w);
+      EXPECT_FALSE(test::all_close(o.y, f32.y, 0.f, 1e-3f));
+      EXPECT_TRUE(test::all_close(o.y, f32.y, 0.f, 0.1f));
+    }
+  }
+}
+
+TEST(Rnn, Int8InputsBeyondTheBoundSaturate) {
+  NoGradGuard ng;
+  const ops::RnnWeights w = random_weights(Kind::lstm, 6, 8, 1, 91);
+  const Tensor x = test::random_tensor({3, 2, 6}, 21, -4.f, 4.f);
+  const ops::Int8Lstm q(w, 2.f);
+  const Tensor clipped = ops::clamp(x, -2.f, 2.f);
+  EXPECT_TRUE(test::all_close(q.forward(x).y, q.forward(clipped).y, 0.f, 0.f));
+  EXPECT_FALSE(test::all_close(q.forward(x).y, ops::Int8Lstm(w, 4.f).forward(x).y, 0.f, 1e-4f));
+}
+
+TEST(Rnn, Int8StepByStepMatchesWholeSequence) {
+  NoGradGuard ng;
+  const ops::RnnWeights w = random_weights(Kind::lstm, 8, 16, 2, 95);
+  const Tensor x = test::random_tensor({6, 3, 8}, 18);
+  const ops::Int8Lstm q(w);
+  const ops::RnnOutput whole = q.forward(x);
+  Tensor h, c;
+  for (std::int64_t t = 0; t < 6; ++t) {
+    const ops::RnnOutput step = q.forward(x.slice(0, t, t + 1), h, c);
+    // The f32 state handed back is exactly the u8 state the primitive keeps.
+    EXPECT_TRUE(test::all_close(step.y.select(0, 0), whole.y.select(0, t), 0.f, 1e-6f));
+    h = step.h;
+    c = step.c;
+  }
+  EXPECT_TRUE(test::all_close(h, whole.h, 0.f, 1e-6f));
+  EXPECT_TRUE(test::all_close(c, whole.c, 1e-5f, 1e-6f));
+}
+
+TEST(Rnn, Int8KeepsASnapshotOfTheWeightsAndServesManyShapes) {
+  NoGradGuard ng;
+  const ops::RnnWeights original = random_weights(Kind::lstm, 5, 8, 2, 97);
+  ops::RnnWeights w = random_weights(Kind::lstm, 5, 8, 2, 97);
+  const ops::Int8Lstm q(w);
+  const Tensor x = test::random_tensor({4, 3, 5}, 19);
+  const ops::RnnOutput before = q.forward(x);
+  w.w_hh[1].copy_(test::random_tensor(w.w_hh[1].shape(), 98));
+  EXPECT_TRUE(test::all_close(q.forward(x).y, before.y, 0.f, 0.f));
+  EXPECT_FALSE(test::all_close(ops::Int8Lstm(w).forward(x).y, before.y, 0.f, 1e-4f));
+  // More (T, N) shapes than it keeps prepared, then the first again.
+  for (std::int64_t n = 1; n <= 10; ++n) {
+    const Tensor xn = test::random_tensor({2, n, 5}, 30 + static_cast<std::uint64_t>(n));
+    const ops::RnnOutput o = q.forward(xn);
+    EXPECT_EQ(o.y.shape(), (Shape{2, n, 8}));
+    EXPECT_TRUE(test::all_close(o.y, int8_reference(xn, Tensor(), Tensor(), original, 1.f).y, 0.f,
+                                1.5f / 127.f));
+  }
+  EXPECT_TRUE(test::all_close(q.forward(x).y, before.y, 0.f, 0.f));
+}
+
+TEST(Rnn, Int8RejectsBadArguments) {
+  const ops::RnnWeights w = random_weights(Kind::lstm, 5, 6, 2, 99);
+  const Tensor x = test::random_tensor({2, 3, 5}, 20);
+  expect_error([&] { ops::Int8Lstm(w, 0.f); }, "Int8Lstm: input_bound must be a positive finite");
+  expect_error([&] { ops::Int8Lstm(w, std::nanf("")); }, "input_bound must be a positive finite");
+  expect_error([&] { ops::Int8Lstm(ops::RnnWeights{}); }, "Int8Lstm: w_ih[0] must be a 2-d");
+  expect_error([&] { ops::Int8Lstm(random_weights(Kind::gru, 5, 6, 1, 1)); },
+               "lstm: w_ih[0] must have shape [24, 5], got [18, 5]");
+  ops::RnnWeights bad = random_weights(Kind::lstm, 5, 6, 1, 2);
+  bad.w_hh[0].data<float>()[7] = std::numeric_limits<float>::infinity();
+  expect_error([&] { ops::Int8Lstm{bad}; },
+               "Int8Lstm: layer 0 gate row 1 holds a non-finite weight");
+  const ops::Int8Lstm q(w);
+  expect_error(
+      [&] {
+        q.forward(test::random_tensor({2, 3, 4}, 1));
+      },
+      "Int8Lstm: x has 4 features but the weights take 5");
+  expect_error([&] { q.forward(test::random_tensor({3, 5}, 1)); }, "Int8Lstm: x");
+  expect_error(
+      [&] {
+        q.forward(x, test::random_tensor({1, 3, 6}, 2));
+      },
+      "Int8Lstm: h0 must have shape [num_layers, N, H] = [2, 3, 6], got [1, 3, 6]");
+  Tensor xg = x.clone();
+  xg.set_requires_grad();
+  expect_error([&] { q.forward(xg); }, "Int8Lstm: int8 is for inference");
 }
 
 // ------------------------------------------------------------------ dropout
