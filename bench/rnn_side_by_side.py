@@ -16,7 +16,8 @@ work of one step), so both thread counts are always measured. --bf16 samples wit
 bf16 ([compute] precision = "bf16"); PyTorch stays f32, as the issue's goal is stated, and
 training is f32 on both sides either way. --torch-bf16 samples with the PyTorch model in bfloat16
 too (bench/peers/char_lstm.py --sample-dtype bf16), the comparison at equal precision. --int8
-samples with Kiln's LSTM in int8 (rnn/generate quantize = "int8").
+samples with Kiln's LSTM in int8 (rnn/generate quantize = "int8"); --torch-qint8 samples with
+PyTorch's dynamic int8 LSTM (torch.ao.quantization.quantize_dynamic).
 """
 import json
 import os
@@ -46,6 +47,7 @@ def main():
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--int8", action="store_true")
     ap.add_argument("--torch-bf16", action="store_true")
+    ap.add_argument("--torch-qint8", action="store_true")
     ap.add_argument("--points", default=",".join(POINTS))
     a = ap.parse_args()
     exe = os.path.join(a.build, "plugins", "rnn", "bench_rnn_plugin")
@@ -58,7 +60,8 @@ def main():
         torch = side_by_side.torch_configurations(
             lambda t: ["/usr/bin/python3", peer, "speed", "--threads", str(t), "--reps",
                        str(a.reps), "--points", point] +
-            (["--sample-dtype", "bf16"] if a.torch_bf16 else []), a.torch_libdir, a.threads)
+            (["--sample-dtype", "bf16"] if a.torch_bf16 else []) +
+            (["--sample-dtype", "qint8"] if a.torch_qint8 else []), a.torch_libdir, a.threads)
         side_by_side.compare(kiln, torch, a.rounds, parse)
 
 

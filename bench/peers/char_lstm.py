@@ -10,7 +10,9 @@ Two modes:
            sample_bN   prime with one character, then 256 steps, one nn.LSTM call per character
                        with the state carried, multinomial over softmax(logits / 1.0), N
                        sequences in lock-step (chars/s). --sample-dtype bf16 samples with the model in
-                       bfloat16 (model.to(torch.bfloat16); softmax and multinomial in f32).
+                       bfloat16 (model.to(torch.bfloat16); softmax and multinomial in f32);
+                       --sample-dtype qint8 with PyTorch's dynamic int8 quantization of the
+                       LSTM and the head (torch.ao.quantization.quantize_dynamic).
          Timing: warm-up calls untimed; each sample times `inner` back-to-back calls with inner
          chosen so a sample lasts >= 50 ms (or 1 call); the median of --reps samples, with the
          worst and best. Prints one JSON line per point.
@@ -27,7 +29,15 @@ Two modes:
          formula); validation reads the held-out ids as `streams` contiguous parts with the state
          carried, exactly as Kiln's sequence_nll.
 
+  score  Bits per character of a Kiln rnn checkpoint on a text, in PyTorch, with the model in
+         f32 and in bfloat16: the text encoded with the checkpoint's vocabulary (unknown
+         characters left out), scored as one sequence in chunks of 128 with the state carried,
+         as Kiln's rnn/evaluate with streams = 1. This is what PyTorch's bf16 sampling costs in
+         quality, next to Kiln's precisions (docs/models/rnn.md).
+
   /usr/bin/python3 bench/peers/char_lstm.py speed [--threads 2] [--reps 7]
+  /usr/bin/python3 bench/peers/char_lstm.py score --model models/rnn-fortunes.safetensors \
+      --text /usr/share/common-licenses/GPL-3
   /usr/bin/python3 bench/peers/char_lstm.py train --data /usr/share/games/fortunes --hidden 256 ...
 
 Set OMP_NUM_THREADS / OMP_WAIT_POLICY in the environment before starting (see the peers README:
@@ -125,8 +135,11 @@ def speed(args):
     if "train" in args.points:
         report("train_step_b32_t128", "step/s", 1.0, *measure(train_step, args.reps))
     model.eval()
-    sample_dtype = torch.bfloat16 if args.sample_dtype == "bf16" else torch.float32
-    model.to(sample_dtype)
+    if args.sample_dtype == "qint8":
+        model = torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear},
+                                                       dtype=torch.qint8)
+    else:
+        model.to(torch.bfloat16 if args.sample_dtype == "bf16" else torch.float32)
     for n in (1, 32):
         if f"sample_b{n}" not in args.points:
             continue
@@ -201,7 +214,7 @@ def sequence_nll(model, ids, streams, seq_len):
         for t0 in range(0, L, seq_len):
             T = min(seq_len, L - t0)
             logits, state = model(rows[t0: t0 + T], state)
-            nats += F.cross_entropy(logits, rows[t0 + 1: t0 + T + 1].reshape(-1),
+            nats += F.cross_entropy(logits.float(), rows[t0 + 1: t0 + T + 1].reshape(-1),
                                     reduction="sum").item()
             chars += T * S
     model.train()
@@ -266,6 +279,41 @@ def train(args):
           flush=True)
 
 
+def load_kiln_checkpoint(path):
+    """A Kiln rnn checkpoint (safetensors) as (CharRnn, vocabulary code points)."""
+    import struct
+    import numpy as np
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        blob = f.read()
+    params = json.loads(header["__metadata__"]["kiln.params"])
+
+    def tensor(key):
+        meta = header[key]
+        a, b = meta["data_offsets"]
+        dtype = {"F32": np.float32, "I32": np.int32}[meta["dtype"]]
+        return torch.from_numpy(np.frombuffer(blob[a:b], dtype=dtype).reshape(meta["shape"]).copy())
+
+    vocab = tensor("vocab").tolist()
+    model = CharRnn(len(vocab), params["embed"], params["hidden"], params["layers"],
+                    cell=params["cell"])
+    model.load_state_dict({k: tensor(k) for k in header if k not in ("__metadata__", "vocab")})
+    return model, vocab
+
+
+def score(args):
+    model, vocab = load_kiln_checkpoint(args.model)
+    index = {c: i for i, c in enumerate(vocab)}
+    with open(args.text, encoding="utf-8") as f:
+        ids = [index[ord(c)] for c in f.read() if ord(c) in index]
+    for name, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
+        model.to(dtype)
+        nats, chars = sequence_nll(model, ids, 1, 128)
+        print(json.dumps({"impl": "torch", "model": args.model, "text": args.text, "dtype": name,
+                          "bpc": nats / chars / math.log(2), "chars": chars}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -273,7 +321,11 @@ def main():
     sp.add_argument("--threads", type=int, default=2)
     sp.add_argument("--reps", type=int, default=7)
     sp.add_argument("--points", default="train,sample_b1,sample_b32")
-    sp.add_argument("--sample-dtype", default="f32", choices=["f32", "bf16"])
+    sp.add_argument("--sample-dtype", default="f32", choices=["f32", "bf16", "qint8"])
+    cp = sub.add_parser("score")
+    cp.add_argument("--threads", type=int, default=2)
+    cp.add_argument("--model", required=True)
+    cp.add_argument("--text", required=True)
     tp = sub.add_parser("train")
     tp.add_argument("--threads", type=int, default=2)
     tp.add_argument("--data", default="/usr/share/games/fortunes")
@@ -297,6 +349,8 @@ def main():
     torch.set_num_threads(args.threads)
     if args.mode == "speed":
         speed(args)
+    elif args.mode == "score":
+        score(args)
     else:
         train(args)
 
