@@ -4,8 +4,9 @@
 // replaced or an error (`unknown`), and counted in `skipped_chars`. The text is read as `streams`
 // contiguous parts, each in chunks of seq_len characters with the state carried; the first
 // character of each part is not predicted. streams = 1 scores the text exactly as one sequence.
-// With [compute] precision = "bf16" the recurrent layers compute in bf16 (CharRnn), which is how
-// the cost of bf16 sampling in bits per character is measured.
+// With [compute] precision = "bf16" the recurrent layers compute in bf16, and with
+// quantize = "int8" in int8 (CharRnn), which is how the cost of bf16 or int8 sampling in bits per
+// character is measured.
 #include <cmath>
 
 #include "kiln/error.hpp"

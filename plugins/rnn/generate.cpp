@@ -7,7 +7,8 @@
 // ignored) so the batch shape never changes. An empty prompt primes the model with a newline
 // (or the first vocabulary character when the text had no newline); the primer is not part of
 // the output. With [compute] precision = "bf16" the recurrent layers compute in bf16
-// (ops::lstm / ops::gru with DType::bf16); the embedding, the head and the sampling stay f32.
+// (ops::lstm / ops::gru with DType::bf16), and with quantize = "int8" an LSTM's layers run in
+// int8 (ops::Int8Lstm); the embedding, the head and the sampling stay f32.
 #include <algorithm>
 
 #include "kiln/autograd.hpp"

@@ -52,7 +52,6 @@ class CharRnn : public kiln::nn::Module {
   // magnitude (so no input saturates). Call it once the weights are final; the embedding and the
   // head stay f32, and it takes precedence over the compute dtype.
   void quantize_int8();
-  bool is_int8() const { return int8_ != nullptr; }
 
   // ids [T, N] (s64) -> logits [T * N, V] (time-major rows), and the final state. `rng` draws the
   // dropout masks in training mode (may be null otherwise).
