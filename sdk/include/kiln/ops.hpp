@@ -253,7 +253,9 @@ KILN_API RnnOutput gru(const Tensor& x, const Tensor& h0, const RnnWeights& w, D
 // int8 LSTM inference on oneDNN's u8/s8 RNN primitives (VNNI dot products where the CPU has
 // them). Construction takes a snapshot of the weights (later writes to them are not seen) and
 // quantizes each layer's gate rows [input_bound * w_ih[r] | w_hh[r]] to s8, one scale per row
-// (127 / max |row|). Layer inputs and hidden states travel as u8 = round(127 v + 128) for v in
+// (weight_max() / max |row|: 127 where oneDNN uses VNNI, 63 on CPUs without it, whose u8 x s8
+// instructions add product pairs in saturating 16-bit lanes). Layer inputs and hidden states travel
+// as u8 = round(127 v + 128) for v in
 // [-1, 1]: hidden states are in that range by construction (o * tanh(c)); the first layer's
 // input is divided by `input_bound` first, and values beyond the bound saturate. Cell states,
 // biases and the gate arithmetic stay f32. Results are f32 (y and h are multiples of 1/127).
@@ -273,6 +275,7 @@ class KILN_API Int8Lstm {
   std::int64_t input_size() const;
   std::int64_t hidden_size() const;
   float input_bound() const;
+  float weight_max() const;  // the largest |s8 weight|: 127, or 63 without VNNI
 
  private:
   struct Impl;

@@ -763,6 +763,16 @@ constexpr float kInt8Shift = 128.f;
 constexpr int kInt8WeightsMask = (1 << 3) | (1 << 4);  // per (gate, output channel) of ldigo
 constexpr std::size_t kInt8Shapes = 8;
 
+// The largest |s8 weight|. Without VNNI oneDNN multiplies u8 by s8 with vpmaddubsw, which adds
+// pairs of products in saturating s16: 2 * 255 * 127 overflows it, 2 * 255 * 63 does not.
+float int8_weight_max() {
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  const bool vnni = isa == dnnl::cpu_isa::avx512_core_vnni ||
+                    isa == dnnl::cpu_isa::avx512_core_bf16 ||
+                    isa == dnnl::cpu_isa::avx512_core_amx || isa == dnnl::cpu_isa::avx2_vnni;
+  return vnni ? 127.f : 63.f;
+}
+
 // f32 [n] -> u8 [n]: round(v * scale + 128) to nearest even, clipped to [1, 255] (symmetric
 // about 128).
 void quantize_u8(const float* src, std::uint8_t* dst, std::int64_t n, float scale) {
@@ -817,6 +827,7 @@ struct Int8Lstm::Impl {
 
   std::int64_t L = 0, I = 0, H = 0;
   float bound = 1.f;
+  float weight_max = 127.f;
   std::vector<Layer> layers;
   std::vector<Prepared> shapes;  // most recently used last
   std::mutex mutex;
@@ -892,6 +903,7 @@ Int8Lstm::Int8Lstm(const RnnWeights& w, float input_bound) : impl_(std::make_uni
   m.I = p.I;
   m.H = p.H;
   m.bound = input_bound;
+  m.weight_max = int8_weight_max();
   for (std::int64_t l = 0; l < p.L; ++l) {
     const std::size_t li = static_cast<std::size_t>(l);
     Impl::Layer layer;
@@ -921,7 +933,7 @@ Int8Lstm::Int8Lstm(const RnnWeights& w, float input_bound) : impl_(std::make_uni
       }
       KILN_CHECK(std::isfinite(m_abs), "Int8Lstm: layer ", l, " gate row ", r,
                  " holds a non-finite weight");
-      layer.scales[static_cast<std::size_t>(r)] = m_abs > 0.f ? kInt8Scale / m_abs : 1.f;
+      layer.scales[static_cast<std::size_t>(r)] = m_abs > 0.f ? m.weight_max / m_abs : 1.f;
     }
     m.layers.push_back(std::move(layer));
   }
@@ -940,6 +952,9 @@ std::int64_t Int8Lstm::hidden_size() const {
 }
 float Int8Lstm::input_bound() const {
   return impl_->bound;
+}
+float Int8Lstm::weight_max() const {
+  return impl_->weight_max;
 }
 
 RnnOutput Int8Lstm::forward(const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in) const {

@@ -473,8 +473,9 @@ Tensor u8_round(const Tensor& t, float bound = 1.f) {
 }
 
 // Layer l's weights as the s8 quantization leaves them: each gate row of
-// [bound * w_ih | w_hh] rounded on the grid max|row| / 127, then w_ih divided by bound again.
-ops::RnnWeights int8_layer(const ops::RnnWeights& w, std::size_t l, float bound) {
+// [bound * w_ih | w_hh] rounded on the grid max|row| / levels (127, or 63 without VNNI), then
+// w_ih divided by bound again.
+ops::RnnWeights int8_layer(const ops::RnnWeights& w, std::size_t l, float bound, float levels) {
   Tensor wi = w.w_ih[l].contiguous().clone(), wh = w.w_hh[l].contiguous().clone();
   const std::int64_t rows = wi.size(0), in = wi.size(1), H = wh.size(1);
   float* a = wi.data<float>();
@@ -483,7 +484,7 @@ ops::RnnWeights int8_layer(const ops::RnnWeights& w, std::size_t l, float bound)
     float m = 0.f;
     for (std::int64_t k = 0; k < in; ++k) m = std::max(m, std::abs(a[r * in + k] * bound));
     for (std::int64_t k = 0; k < H; ++k) m = std::max(m, std::abs(b[r * H + k]));
-    const float s = 127.f / m;
+    const float s = levels / m;
     for (std::int64_t k = 0; k < in; ++k) {
       a[r * in + k] = std::nearbyint(a[r * in + k] * bound * s) / s / bound;
     }
@@ -495,14 +496,14 @@ ops::RnnWeights int8_layer(const ops::RnnWeights& w, std::size_t l, float bound)
 // What oneDNN's int8 LSTM computes, emulated with the f32 op one layer and one step at a time on
 // the quantized weights, every layer input and hidden state on the u8 grid.
 ops::RnnOutput int8_reference(const Tensor& x, const Tensor& h0, const Tensor& c0,
-                              const ops::RnnWeights& w, float bound) {
+                              const ops::RnnWeights& w, float bound, float levels) {
   const std::int64_t L = static_cast<std::int64_t>(w.w_ih.size());
   const std::int64_t T = x.size(0), N = x.size(1), H = w.w_hh[0].size(1);
   Tensor in = u8_round(x, bound);
   TensorList hs, cs;
   for (std::int64_t l = 0; l < L; ++l) {
     const std::size_t i = static_cast<std::size_t>(l);
-    const ops::RnnWeights wl = int8_layer(w, i, l == 0 ? bound : 1.f);
+    const ops::RnnWeights wl = int8_layer(w, i, l == 0 ? bound : 1.f, levels);
     Tensor h = h0.defined() ? u8_round(h0.slice(0, l, l + 1)) : Tensor::zeros({1, N, H});
     Tensor c = c0.defined() ? c0.slice(0, l, l + 1) : Tensor::zeros({1, N, H});
     TensorList ys;
@@ -544,7 +545,7 @@ TEST(Rnn, Int8MatchesAQuantizedF32Reference) {
       EXPECT_EQ(q.input_size(), 24);
       EXPECT_EQ(q.hidden_size(), 40);
       const ops::RnnOutput o = q.forward(x, h0, c0);
-      const ops::RnnOutput ref = int8_reference(x, h0, c0, w, bound);
+      const ops::RnnOutput ref = int8_reference(x, h0, c0, w, bound, q.weight_max());
       EXPECT_EQ(o.y.dtype(), DType::f32);
       EXPECT_EQ(o.y.shape(), (Shape{9, 5, 40}));
       EXPECT_EQ(o.h.shape(), (Shape{2, 5, 40}));
@@ -609,8 +610,9 @@ TEST(Rnn, Int8KeepsASnapshotOfTheWeightsAndServesManyShapes) {
     const Tensor xn = test::random_tensor({2, n, 5}, 30 + static_cast<std::uint64_t>(n));
     const ops::RnnOutput o = q.forward(xn);
     EXPECT_EQ(o.y.shape(), (Shape{2, n, 8}));
-    EXPECT_TRUE(test::all_close(o.y, int8_reference(xn, Tensor(), Tensor(), original, 1.f).y, 0.f,
-                                1.5f / 127.f));
+    EXPECT_TRUE(test::all_close(
+        o.y, int8_reference(xn, Tensor(), Tensor(), original, 1.f, q.weight_max()).y, 0.f,
+        1.5f / 127.f));
   }
   EXPECT_TRUE(test::all_close(q.forward(x).y, before.y, 0.f, 0.f));
 }
