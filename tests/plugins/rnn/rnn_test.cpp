@@ -231,21 +231,26 @@ TEST(RnnTrain, StateRoundTripAndClearErrors) {
 TEST(RnnGenerate, SameSeedSameTextAndIndependentOfTheBatch) {
   kiln::test::TempDir dir;
   const Trained t = train_tiny(dir, repeated("hello world, hello kiln.\n", 40), 20);
-  const auto all = generate(t.model, {0, 1, 2, 3}, {{"max_tokens", std::int64_t{40}}});
-  const auto again = generate(t.model, {0, 1, 2, 3}, {{"max_tokens", std::int64_t{40}}});
-  const auto alone = generate(t.model, {2}, {{"max_tokens", std::int64_t{40}}});
-  const auto other = generate(t.model, {0, 1, 2, 3}, {{"max_tokens", std::int64_t{40}}}, 12);
-  ASSERT_EQ(all.size(), 4u);
-  for (std::size_t i = 0; i < 4; ++i) {
-    EXPECT_EQ(all[i].index, static_cast<std::int64_t>(i));
-    EXPECT_EQ(all[i].text, again[i].text);
-    EXPECT_EQ(kiln::text::decode_utf8(all[i].text).size(), 40u);
+  for (const std::string quantize : {"none", "int8"}) {
+    SCOPED_TRACE("quantize = " + quantize);
+    const std::map<std::string, kiln::ParamValue> opts = {{"max_tokens", std::int64_t{40}},
+                                                          {"quantize", quantize}};
+    const auto all = generate(t.model, {0, 1, 2, 3}, opts);
+    const auto again = generate(t.model, {0, 1, 2, 3}, opts);
+    const auto alone = generate(t.model, {2}, opts);
+    const auto other = generate(t.model, {0, 1, 2, 3}, opts, 12);
+    ASSERT_EQ(all.size(), 4u);
+    for (std::size_t i = 0; i < 4; ++i) {
+      EXPECT_EQ(all[i].index, static_cast<std::int64_t>(i));
+      EXPECT_EQ(all[i].text, again[i].text);
+      EXPECT_EQ(kiln::text::decode_utf8(all[i].text).size(), 40u);
+    }
+    EXPECT_EQ(alone[0].text, all[2].text);
+    EXPECT_NE(all[0].text, all[1].text);
+    int same = 0;
+    for (std::size_t i = 0; i < 4; ++i) same += all[i].text == other[i].text;
+    EXPECT_LT(same, 4);
   }
-  EXPECT_EQ(alone[0].text, all[2].text);
-  EXPECT_NE(all[0].text, all[1].text);
-  int same = 0;
-  for (std::size_t i = 0; i < 4; ++i) same += all[i].text == other[i].text;
-  EXPECT_LT(same, 4);
 }
 
 TEST(RnnGenerate, Bf16IsReproducibleAndFollowsTheModel) {
