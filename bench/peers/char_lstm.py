@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch peer of Kiln's rnn plugin (workload B4 of the peers README, plus fortunes training).
 
-Two modes:
+Three modes:
 
   speed  The B4 char-LSTM workload: Embedding(96, 64) -> LSTM(64 -> 512, 2 layers) ->
          Linear(512 -> 96), 3.34 M parameters.
