@@ -412,6 +412,18 @@ void check_param(const Tensor& t, const char* op, const char* what, std::int64_t
              shape_str(expected), ", got ", shape_str(t.shape()));
 }
 
+// h0 / c0, when given: floating and [L, N, H] (`state`).
+void check_states(const char* op, const Tensor& h0, const Tensor& c0, const Shape& state) {
+  for (const auto& [t, name] : {std::pair{&h0, "h0"}, std::pair{&c0, "c0"}}) {
+    if (!t->defined()) continue;
+    KILN_CHECK(is_floating(t->dtype()), op, ": ", name, " must be a floating tensor, got ",
+               dtype_name(t->dtype()));
+    KILN_CHECK(t->shape() == state, op, ": ", name,
+               " must have shape [num_layers, N, H] = ", shape_str(state), ", got ",
+               shape_str(t->shape()));
+  }
+}
+
 Problem validate(Cell c, const Tensor& x, const Tensor& h0, const Tensor& c0, const RnnWeights& w,
                  float dropout, bool training, const Philox* rng) {
   const CellSpec cs = spec(c);
@@ -446,15 +458,7 @@ Problem validate(Cell c, const Tensor& x, const Tensor& h0, const Tensor& c0, co
     if (!w.b_hh.empty() && w.b_hh[i].defined())
       check_param(w.b_hh[i], op, "b_hh", l, {cs.gates * H});
   }
-  const Shape state{L, x.size(1), H};
-  for (const auto& [t, name] : {std::pair{&h0, "h0"}, std::pair{&c0, "c0"}}) {
-    if (!t->defined()) continue;
-    KILN_CHECK(is_floating(t->dtype()), op, ": ", name, " must be a floating tensor, got ",
-               dtype_name(t->dtype()));
-    KILN_CHECK(t->shape() == state, op, ": ", name,
-               " must have shape [num_layers, N, H] = ", shape_str(state), ", got ",
-               shape_str(t->shape()));
-  }
+  check_states(op, h0, c0, {L, x.size(1), H});
   KILN_CHECK(std::isfinite(dropout) && dropout >= 0.f && dropout <= 1.f, op,
              ": dropout must be in [0, 1], got ", dropout);
   KILN_CHECK(!(training && dropout > 0.f && L > 1 && rng == nullptr), op, ": dropout ", dropout,
@@ -972,14 +976,7 @@ RnnOutput Int8Lstm::forward(const Tensor& x_in, const Tensor& h0_in, const Tenso
              "or detach the inputs)");
   const std::int64_t T = x_in.size(0), N = x_in.size(1), L = m.L, H = m.H;
   const Shape state{L, N, H};
-  for (const auto& [t, name] : {std::pair{&h0_in, "h0"}, std::pair{&c0_in, "c0"}}) {
-    if (!t->defined()) continue;
-    KILN_CHECK(is_floating(t->dtype()), op, ": ", name, " must be a floating tensor, got ",
-               dtype_name(t->dtype()));
-    KILN_CHECK(t->shape() == state, op, ": ", name,
-               " must have shape [num_layers, N, H] = ", shape_str(state), ", got ",
-               shape_str(t->shape()));
-  }
+  check_states(op, h0_in, c0_in, state);
   NoGradGuard ng;
   const Tensor x = x_in.to(DType::f32).contiguous();
   // Missing states are zeros: u8 128 for h, 0 for c.

@@ -342,25 +342,25 @@ Tensor bf16_round(const Tensor& t) {
   return t.defined() ? t.to(DType::bf16).to(DType::f32) : t;
 }
 
-// What oneDNN's bf16 RNN computes, emulated with the f32 op one layer and one step at a time:
-// weights, the input and every hidden state rounded to bf16 (each layer's output is its hidden
+// A reduced-precision RNN emulated with the f32 op one layer and one step at a time: layer l
+// runs on weights(l); the input (already rounded by the caller), the initial hidden state and
+// every hidden state it produces go through round_state (each layer's output is its hidden
 // state, so the next layer reads it rounded too); biases, the cell state and the arithmetic f32.
-ops::RnnOutput bf16_reference(Kind k, const Tensor& x, const Tensor& h0, const Tensor& c0,
-                              const ops::RnnWeights& w) {
-  const std::int64_t L = static_cast<std::int64_t>(w.w_ih.size());
-  const std::int64_t T = x.size(0), N = x.size(1), H = w.w_hh[0].size(1);
-  Tensor in = bf16_round(x);
+ops::RnnOutput stepwise_reference(Kind k, const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                  std::int64_t L, std::int64_t H,
+                                  const std::function<ops::RnnWeights(std::size_t)>& weights,
+                                  const std::function<Tensor(const Tensor&)>& round_state) {
+  const std::int64_t T = x.size(0), N = x.size(1);
+  Tensor in = x;
   TensorList hs, cs;
   for (std::int64_t l = 0; l < L; ++l) {
-    const std::size_t i = static_cast<std::size_t>(l);
-    const ops::RnnWeights wl{
-        {bf16_round(w.w_ih[i])}, {bf16_round(w.w_hh[i])}, {w.b_ih[i]}, {w.b_hh[i]}};
-    Tensor h = h0.defined() ? bf16_round(h0.slice(0, l, l + 1)) : Tensor::zeros({1, N, H});
+    const ops::RnnWeights wl = weights(static_cast<std::size_t>(l));
+    Tensor h = h0.defined() ? round_state(h0.slice(0, l, l + 1)) : Tensor::zeros({1, N, H});
     Tensor c = c0.defined() ? c0.slice(0, l, l + 1) : Tensor::zeros({1, N, H});
     TensorList ys;
     for (std::int64_t t = 0; t < T; ++t) {
       const ops::RnnOutput o = run(k, in.slice(0, t, t + 1), h, k == Kind::lstm ? c : Tensor(), wl);
-      h = bf16_round(o.h);
+      h = round_state(o.h);
       c = o.c;
       ys.push_back(h);
     }
@@ -373,6 +373,18 @@ ops::RnnOutput bf16_reference(Kind k, const Tensor& x, const Tensor& h0, const T
   r.h = ops::concat(hs, 0);
   if (k == Kind::lstm) r.c = ops::concat(cs, 0);
   return r;
+}
+
+// What oneDNN's bf16 RNN computes: weights, the input and every hidden state rounded to bf16.
+ops::RnnOutput bf16_reference(Kind k, const Tensor& x, const Tensor& h0, const Tensor& c0,
+                              const ops::RnnWeights& w) {
+  return stepwise_reference(
+      k, bf16_round(x), h0, c0, static_cast<std::int64_t>(w.w_ih.size()), w.w_hh[0].size(1),
+      [&](std::size_t i) {
+        return ops::RnnWeights{
+            {bf16_round(w.w_ih[i])}, {bf16_round(w.w_hh[i])}, {w.b_ih[i]}, {w.b_hh[i]}};
+      },
+      [](const Tensor& t) { return bf16_round(t); });
 }
 
 ops::RnnOutput run_bf16(Kind k, const Tensor& x, const Tensor& h0, const Tensor& c0,
@@ -497,27 +509,11 @@ ops::RnnWeights int8_layer(const ops::RnnWeights& w, std::size_t l, float bound,
 // the quantized weights, every layer input and hidden state on the u8 grid.
 ops::RnnOutput int8_reference(const Tensor& x, const Tensor& h0, const Tensor& c0,
                               const ops::RnnWeights& w, float bound, float levels) {
-  const std::int64_t L = static_cast<std::int64_t>(w.w_ih.size());
-  const std::int64_t T = x.size(0), N = x.size(1), H = w.w_hh[0].size(1);
-  Tensor in = u8_round(x, bound);
-  TensorList hs, cs;
-  for (std::int64_t l = 0; l < L; ++l) {
-    const std::size_t i = static_cast<std::size_t>(l);
-    const ops::RnnWeights wl = int8_layer(w, i, l == 0 ? bound : 1.f, levels);
-    Tensor h = h0.defined() ? u8_round(h0.slice(0, l, l + 1)) : Tensor::zeros({1, N, H});
-    Tensor c = c0.defined() ? c0.slice(0, l, l + 1) : Tensor::zeros({1, N, H});
-    TensorList ys;
-    for (std::int64_t t = 0; t < T; ++t) {
-      const ops::RnnOutput o = ops::lstm(in.slice(0, t, t + 1), h, c, wl);
-      h = u8_round(o.h);
-      c = o.c;
-      ys.push_back(h);
-    }
-    in = ops::concat(ys, 0);
-    hs.push_back(h);
-    cs.push_back(c);
-  }
-  return {in, ops::concat(hs, 0), ops::concat(cs, 0)};
+  return stepwise_reference(
+      Kind::lstm, u8_round(x, bound), h0, c0, static_cast<std::int64_t>(w.w_ih.size()),
+      w.w_hh[0].size(1),
+      [&](std::size_t i) { return int8_layer(w, i, i == 0 ? bound : 1.f, levels); },
+      [](const Tensor& t) { return u8_round(t); });
 }
 
 // The fraction of elements of a and b within `tol` of each other.
